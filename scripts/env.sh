@@ -12,7 +12,6 @@ fi
 STAMP="$VENV/.dgm-course-install"
 WANT="$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
     echo "$WANT" > "$STAMP"
 fi
