@@ -52,6 +52,12 @@ def _check_parity(parity: int) -> None:
         raise ValueError(f"parity must be 0 or 1, got {parity!r}")
 
 
+def _check_vector(D: int, parity: int) -> None:
+    if D < 2:
+        raise ValueError(f"a coupling mask needs D >= 2 features (one to pass, one to transform), got D={D}")
+    _check_parity(parity)
+
+
 def _check_image(C: int, H: int, W: int) -> None:
     if min(C, H, W) < 1:
         raise ValueError(f"an image mask needs C, H, W >= 1, got (C, H, W) = ({C}, {H}, {W})")
@@ -64,9 +70,7 @@ def half_mask(D: int, parity: int = 0) -> Tensor:
         >>> half_mask(5).tolist(), half_mask(5, parity=1).tolist()
         ([1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0, 1.0])
     """
-    if D < 2:
-        raise ValueError(f"a coupling mask needs D >= 2 features (one to pass, one to transform), got D={D}")
-    _check_parity(parity)
+    _check_vector(D, parity)
     m = (torch.arange(D) < D // 2).float()
     return 1 - m if parity else m
 
@@ -78,9 +82,7 @@ def alternating_mask(D: int, parity: int = 0) -> Tensor:
         >>> alternating_mask(5).tolist(), alternating_mask(5, parity=1).tolist()
         ([1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 0.0])
     """
-    if D < 2:
-        raise ValueError(f"a coupling mask needs D >= 2 features (one to pass, one to transform), got D={D}")
-    _check_parity(parity)
+    _check_vector(D, parity)
     return ((torch.arange(D) + parity) % 2 == 0).float()
 
 
