@@ -1,0 +1,496 @@
+r"""Run an untrusted command in a throw-away, resource-limited, isolated process.
+
+The autograder runs student code here (see :mod:`dgm_course.course.verify`). Nothing beyond the
+standard library and util-linux ``unshare`` (on Debian by default) is needed.
+
+Mechanism (``isolation="namespace"``, the default wherever it works):
+
+1. ``unshare --mount --net --pid --ipc --uts --fork --kill-child`` puts the worker in new Linux
+   namespaces; without root, ``--user --map-root-user`` is added (``"userns"``).
+2. Inside, a small launcher (this file run as a script, standard library only) builds a new root
+   on a tmpfs that holds *only*: the system directories read-only (``/usr``, ``/bin``, ``/lib*``,
+   ``/sbin``, a handful of files from ``/etc``), the Python installation read-only, the job folder
+   read-only at ``/job``, a fresh size-limited tmpfs at ``/scratch`` (the working directory and
+   ``HOME``; ``/tmp`` points into it), a minimal ``/dev`` and the ``/proc`` of its own pid
+   namespace. It then ``pivot_root``\ s into it and detaches the old root, so every other path of
+   the machine - the course tree, source notebooks, solutions, hidden tests, the gradebook, other
+   students' submissions, the host's ``/tmp`` and home folders - does not exist for the worker.
+   ``hide`` paths inside the visible trees (e.g. an installed copy of the reference library) are
+   covered by empty read-only tmpfs mounts.
+3. It drops privileges: no-new-privileges, an empty capability bounding set, and as real root a
+   switch to the unprivileged user ``nobody``; the new root itself is remounted read-only.
+4. Limits: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
+   ``RLIMIT_NPROC``, no core files; the scratch tmpfs has a size. The *parent* enforces the
+   wall-clock limit by SIGKILL to the whole process group (the worker is pid 1 of its pid
+   namespace, so all its descendants die with it), which a loop ignoring SIGINT/SIGTERM cannot
+   catch. stdout and stderr are read concurrently and capped: past its cap the process is killed
+   (``output_limited``), so an output bomb costs neither memory nor disk.
+
+What it leaves open: reading the world-readable system files and Python packages that are
+mounted (they are the same on every student's machine); the shared kernel (no seccomp filter:
+a kernel exploit is not contained), CPU and cache timing side channels, and the CPU time of the
+machine up to the limits. The worker can write only to its scratch tmpfs, which vanishes with it;
+it has no network (an empty network namespace) and sees no other process.
+
+Fallback (``isolation="none"``, used only when namespaces are unavailable, e.g. in a container
+without ``CAP_SYS_ADMIN`` and without user namespaces, and reported in every result): the limits,
+scrubbed environment, scratch folder and process-group kill still apply, but the worker sees the
+whole file system with the grader's permissions and can open network connections; a process that
+calls ``setsid`` can outlive the run (its CPU time is still capped by ``RLIMIT_CPU``). Graders
+should refuse this level for real grading (see ``require``).
+
+Example:
+    >>> import sys
+    >>> r = run([sys.executable, "-c", "print(6 * 7)"], Limits(wall_s=30))
+    >>> (r.returncode, r.stdout, r.timed_out)
+    (0, b'42\n', False)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Limits", "SandboxResult", "SandboxError", "run", "available_isolation", "JOB_DIR"]
+
+JOB_DIR = "/job"  # where the read-only job folder appears inside the namespace
+SCRATCH_DIR = "/scratch"
+NOBODY = 65534
+_SETUP_OK = b"ready\n"
+_SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+_ETC_FILES = ["passwd", "group", "nsswitch.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
+              "hosts", "mime.types"]
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (never caused by the code that runs inside it)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run. Sizes in MiB (``*_mb``) or bytes (``*_bytes``)."""
+
+    wall_s: float = 60.0
+    cpu_s: int | None = None  # default: the wall-clock limit rounded up, plus one second
+    memory_mb: int = 4096  # address space; importing torch alone maps about 650 MiB
+    file_mb: int = 64  # largest file the worker may write
+    scratch_mb: int = 256  # size of the scratch tmpfs
+    nofile: int = 256
+    nproc: int = 512  # processes and threads of the worker's user
+    stdout_bytes: int = 64 << 20
+    stderr_bytes: int = 1 << 20
+
+
+@dataclass
+class SandboxResult:
+    """What came back from one run. ``returncode`` is negative for a signal, as in subprocess."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    output_limited: bool
+    isolation: str
+    wall_s: float = field(default=0.0, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.output_limited
+
+    def describe(self) -> str:
+        """A short, deterministic reason for feedback (no timings, no paths)."""
+        if self.timed_out:
+            return "the wall-clock limit was reached (the process was killed)"
+        if self.output_limited:
+            return "the output limit was exceeded (the process was killed)"
+        if self.returncode < 0:
+            name = signal.Signals(-self.returncode).name if -self.returncode in signal.valid_signals() else "?"
+            return f"the process was killed by signal {name} (memory, CPU-time or file-size limit, or a crash)"
+        if self.returncode != 0:
+            return f"the process exited early with status {self.returncode}"
+        return "finished"
+
+
+def _python_roots() -> list[str]:
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    exe = Path(sys.executable)
+    roots.add(str(exe.parent))
+    real = exe.resolve()
+    roots.add(str(real.parent.parent))  # .../bin/python3 -> the installation
+    return sorted(r for r in roots if r and os.path.isdir(r))
+
+
+def _worker_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": os.path.join(home, "tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",  # deterministic reductions and a fair share of the grading machine
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(home, ".mpl"),
+    }
+    env.update(extra or {})
+    return env
+
+
+def _unshare_argv(userns: bool) -> list[str]:
+    exe = shutil.which("unshare") or "/usr/bin/unshare"
+    argv = [exe, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private"]
+    return argv + (["--user", "--map-root-user"] if userns else [])
+
+
+_PROBED: dict[str, bool] = {}
+
+
+def _mode_works(mode: str) -> bool:
+    if mode not in _PROBED:
+        try:
+            r = _run(mode, [sys.executable, "-I", "-S", "-c", "pass"], Limits(wall_s=30), None, [], [], {})
+            _PROBED[mode] = r.returncode == 0
+        except (SandboxError, OSError):
+            _PROBED[mode] = False
+    return _PROBED[mode]
+
+
+def available_isolation() -> str:
+    """The strongest level that works here: ``"namespace"`` (root), ``"userns"`` or ``"none"``."""
+    if sys.platform != "linux" or shutil.which("unshare") is None:
+        return "none"
+    modes = ["namespace", "userns"] if os.geteuid() == 0 else ["userns"]
+    for mode in modes:
+        if _mode_works(mode):
+            return mode
+    return "none"
+
+
+def run(
+    argv: list[str],
+    limits: Limits = Limits(),
+    job_dir: str | os.PathLike | None = None,
+    *,
+    readonly: list[str] | tuple[str, ...] = (),
+    hide: list[str] | tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    isolation: str = "auto",
+    require: str | None = None,
+    watch: Callable[[bytes], float | None] | None = None,
+) -> SandboxResult:
+    """Run ``argv`` in the sandbox and return its exit status and capped output.
+
+    ``job_dir``: a host folder the worker may read (mounted read-only at :data:`JOB_DIR`; in the
+    fallback mode it stays where it is). ``"{job}"`` in ``argv`` and ``env`` values is replaced by
+    the folder's path as the worker sees it. ``readonly``: extra host paths to expose read-only at
+    the same path (the system and Python directories are always exposed). ``hide``: host paths to
+    cover with an empty folder. ``isolation``: ``"auto"`` (strongest available), ``"namespace"``,
+    ``"userns"`` or ``"none"``. ``require``: raise :class:`SandboxError` instead of falling back
+    below this level (``"userns"`` accepts ``"namespace"`` too). ``watch``: called with every
+    chunk read from stdout; a number it returns starts a new per-step deadline that many seconds
+    from now (kill when it passes), so a long run can bound each of its steps, not only the total.
+    """
+    mode = available_isolation() if isolation == "auto" else isolation
+    order = ["none", "userns", "namespace"]
+    if require is not None and order.index(mode) < order.index(require):
+        raise SandboxError(f"isolation {require!r} required, but only {mode!r} is available here")
+    job = None if job_dir is None else str(Path(job_dir).resolve())
+    return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch)
+
+
+def _run(mode, argv, limits, job, readonly, hide, env, watch=None) -> SandboxResult:
+    host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
+    try:
+        if mode == "none":
+            return _run_plain(argv, limits, job, env, host_scratch, watch)
+        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch)
+    finally:
+        shutil.rmtree(host_scratch, ignore_errors=True)  # rmtree never follows symlinks
+
+
+def _subst(items, job):
+    return [s.replace("{job}", job or "") for s in items]
+
+
+def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
+    os.makedirs(os.path.join(scratch, "tmp"))
+    full_env = _worker_env({k: v.replace("{job}", job or "") for k, v in env.items()}, scratch)
+    rl = _rlimits(limits)
+
+    def preexec():  # runs in the child between fork and exec
+        import resource
+
+        for name, value in rl:
+            resource.setrlimit(getattr(resource, name), (value, value))
+
+    proc = subprocess.Popen(_subst(argv, job), cwd=scratch, env=full_env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=preexec)
+    return _supervise(proc, limits, "none", None, watch)
+
+
+def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch) -> SandboxResult:
+    newroot = os.path.join(host_scratch, "root")
+    os.mkdir(newroot)
+    binds = [p for p in _SYSTEM_DIRS if os.path.lexists(p)]
+    binds += [os.path.join("/etc", f) for f in _ETC_FILES if os.path.exists(os.path.join("/etc", f))]
+    binds += _python_roots() + [str(Path(p).resolve()) for p in readonly]
+    config = {
+        "newroot": newroot,
+        "binds": binds,
+        "hide": [str(Path(p).resolve()) for p in hide],
+        "job": job,
+        "scratch_mb": limits.scratch_mb,
+        "drop_to_nobody": mode == "namespace",
+        "rlimits": _rlimits(limits),
+        "argv": _subst(argv, JOB_DIR),
+        "env": _worker_env({k: v.replace("{job}", JOB_DIR) for k, v in env.items()}, SCRATCH_DIR),
+    }
+    status_r, status_w = os.pipe()
+    cmd = _unshare_argv(mode == "userns") + [sys.executable, "-I", "-S", os.path.abspath(__file__),
+                                             "--launch", json.dumps(config), str(status_w)]
+    try:
+        proc = subprocess.Popen(cmd, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, pass_fds=(status_w,))
+    finally:
+        os.close(status_w)
+    return _supervise(proc, limits, mode, status_r, watch)
+
+
+def _rlimits(limits: Limits) -> list[tuple[str, int]]:
+    cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.wall_s) + 1
+    return [
+        ("RLIMIT_AS", limits.memory_mb << 20),
+        ("RLIMIT_CPU", cpu),
+        ("RLIMIT_FSIZE", limits.file_mb << 20),
+        ("RLIMIT_NOFILE", limits.nofile),
+        ("RLIMIT_CORE", 0),
+        ("RLIMIT_NPROC", limits.nproc),
+    ]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int | None, watch) -> SandboxResult:
+    """Read both pipes until EOF or a limit; the wall clock starts before the namespace setup."""
+    start = time.monotonic()
+    deadline = start + limits.wall_s
+    step_deadline = deadline
+    caps = {proc.stdout: limits.stdout_bytes, proc.stderr: limits.stderr_bytes}
+    bufs: dict = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    status = bytearray()
+    sel = selectors.DefaultSelector()
+    for f in caps:
+        os.set_blocking(f.fileno(), False)
+        sel.register(f, selectors.EVENT_READ)
+    if status_fd is not None:
+        sel.register(status_fd, selectors.EVENT_READ)
+    timed_out = limited = False
+    try:
+        while sel.get_map():
+            left = min(deadline, step_deadline) - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(timeout=min(left, 1.0)):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                if key.fileobj == status_fd:
+                    status += chunk[:4096]
+                    continue
+                buf = bufs[key.fileobj]
+                room = caps[key.fileobj] - len(buf)
+                buf += chunk[: max(room, 0)]
+                if len(chunk) > room:
+                    limited = True
+                elif watch is not None and key.fileobj is proc.stdout:
+                    step = watch(chunk)
+                    if step is not None:
+                        step_deadline = time.monotonic() + step
+            if limited:
+                break
+    finally:
+        sel.close()
+        if timed_out or limited:
+            _kill_group(proc)
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        _kill_group(proc)  # strays of the fallback mode; the pid namespace already took its own
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        if status_fd is not None:
+            os.close(status_fd)
+    if status_fd is not None and not status.startswith(_SETUP_OK):
+        if timed_out and not status:
+            raise SandboxError("the sandbox did not start within the wall-clock limit")
+        detail = bytes(status).decode(errors="replace").strip() or bytes(bufs[proc.stderr][-2000:]).decode(
+            errors="replace")
+        raise SandboxError(f"sandbox setup failed ({mode}): {detail}")
+    return SandboxResult(proc.returncode, bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), timed_out, limited,
+                         mode, time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher: runs inside the new namespaces as (namespace-)root, builds the root, drops
+# privileges, applies the limits and execs the worker. Standard library only.
+
+_MS = {"RDONLY": 1, "NOSUID": 2, "NODEV": 4, "NOEXEC": 8, "REMOUNT": 32, "NOATIME": 1024, "NODIRATIME": 2048,
+       "BIND": 4096, "REC": 16384, "PRIVATE": 1 << 18, "RELATIME": 1 << 21}
+_PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217, "i686": 217}
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return ctypes, libc
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(src, target, fstype, flags, data=None) -> None:
+    ctypes, libc = _libc()
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _kept_flags(path: str) -> int:
+    """Flags a remount must keep: a user namespace may not clear a locked atime/nosuid/... flag."""
+    f = os.statvfs(path).f_flag
+    out = 0
+    for st, ms in [(1, "RDONLY"), (2, "NOSUID"), (4, "NODEV"), (8, "NOEXEC"), (1024, "NOATIME"),
+                   (2048, "NODIRATIME"), (4096, "RELATIME")]:
+        if f & st:
+            out |= _MS[ms]
+    return out
+
+
+def _bind_ro(src: str, target: str, extra: int = 0) -> None:
+    _mount(src, target, None, _MS["BIND"])
+    flags = _MS["BIND"] | _MS["REMOUNT"] | _MS["RDONLY"] | _MS["NOSUID"] | extra
+    _mount(None, target, None, flags | _kept_flags(target))
+
+
+def _make_target(root: str, path: str) -> str | None:
+    """Mirror ``path`` under ``root`` (symlinks as symlinks); return the mount point or None."""
+    target = root + path
+    if os.path.islink(path):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.symlink(os.readlink(path), target)
+        return None
+    if os.path.isdir(path):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    return target
+
+
+def _launch(config: dict, status_fd: int) -> None:
+    os.set_inheritable(status_fd, False)  # closed at exec: the worker can never write "ready"
+    import resource
+
+    root = config["newroot"]
+    user = NOBODY if config["drop_to_nobody"] else 0
+    _mount(None, "/", None, _MS["REC"] | _MS["PRIVATE"])
+    _mount("tmpfs", root, "tmpfs", _MS["NOSUID"] | _MS["NODEV"], "size=4m,mode=755")
+    for path in config["binds"]:
+        target = _make_target(root, path)
+        if target is not None:
+            _bind_ro(path, target, 0 if os.path.isdir(path) else _MS["NODEV"])
+    for path in config["hide"]:
+        target = root + path
+        if os.path.isdir(target):
+            _mount("tmpfs", target, "tmpfs", _MS["RDONLY"] | _MS["NOSUID"] | _MS["NODEV"], "size=4k,mode=555")
+    if config["job"]:
+        os.makedirs(root + JOB_DIR)
+        _bind_ro(config["job"], root + JOB_DIR, _MS["NODEV"])
+    scratch = root + SCRATCH_DIR
+    os.makedirs(scratch)
+    _mount("tmpfs", scratch, "tmpfs", _MS["NOSUID"] | _MS["NODEV"] | _MS["NOEXEC"],
+           f"size={config['scratch_mb']}m,mode=700,uid={user},gid={user}")
+    for sub in ("tmp", ".mpl"):
+        os.mkdir(os.path.join(scratch, sub))
+        os.chown(os.path.join(scratch, sub), user, user)
+    os.symlink(SCRATCH_DIR + "/tmp", root + "/tmp")
+    dev = root + "/dev"
+    os.makedirs(dev, exist_ok=True)
+    _mount("tmpfs", dev, "tmpfs", _MS["NOSUID"], "size=64k,mode=755")
+    for name in ("null", "zero", "full", "random", "urandom"):
+        open(os.path.join(dev, name), "a").close()
+        _mount("/dev/" + name, os.path.join(dev, name), None, _MS["BIND"])
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
+    os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
+    os.makedirs(root + "/proc", exist_ok=True)
+    try:
+        _mount("proc", root + "/proc", "proc", _MS["NOSUID"] | _MS["NODEV"] | _MS["NOEXEC"])
+    except OSError:
+        pass  # Python runs without /proc; some hosts forbid a fresh proc mount
+    # Enter the new root and detach the old one, so no path leads back to the host's tree.
+    os.chdir(root)
+    os.mkdir(".old")
+    nr = _PIVOT_ROOT_NR.get(platform.machine())
+    _, libc = _libc()
+    if nr is None:
+        raise OSError(f"pivot_root: unknown syscall number on {platform.machine()}")
+    _check(libc.syscall(nr, b".", b".old"), "pivot_root")
+    os.chdir("/")
+    _check(libc.umount2(b"/.old", 2), "umount old root")  # MNT_DETACH
+    os.rmdir("/.old")
+    _mount(None, "/", None, _MS["REMOUNT"] | _MS["RDONLY"] | _MS["NOSUID"] | _MS["NODEV"])
+    os.chdir(SCRATCH_DIR)
+    # Privileges: no setuid gains, no capabilities after exec, and (as real root) user nobody.
+    _check(libc.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read()) if os.path.exists("/proc/sys/kernel/cap_last_cap") \
+        else 40
+    for cap in range(last_cap + 1):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    if user:
+        os.setgroups([])
+        os.setgid(user)
+        os.setuid(user)
+    for name, value in config["rlimits"]:
+        resource.setrlimit(getattr(resource, name), (value, value))
+    os.write(status_fd, _SETUP_OK)
+    os.execve(config["argv"][0], config["argv"], config["env"])
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--launch":
+    _fd = int(sys.argv[3])
+    try:
+        _launch(json.loads(sys.argv[2]), _fd)
+    except BaseException as exc:  # noqa: BLE001 - report any setup failure to the parent, then die
+        os.write(_fd, f"{type(exc).__name__}: {exc}\n".encode())
+        os._exit(125)

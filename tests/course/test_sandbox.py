@@ -1,0 +1,233 @@
+"""The sandbox: isolation from the course tree, limits, and what comes back."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+
+import pytest
+
+from dgm_course.course import sandbox
+from dgm_course.course.sandbox import Limits, SandboxError
+
+LEVEL = sandbox.available_isolation()
+isolated = pytest.mark.skipif(LEVEL == "none", reason="no Linux namespaces on this machine")
+FAST = Limits(wall_s=20)
+
+
+def py(code: str, limits: Limits = FAST, **kw) -> sandbox.SandboxResult:
+    return sandbox.run([sys.executable, "-S", "-c", textwrap.dedent(code)], limits, **kw)
+
+
+def test_runs_in_a_fresh_scratch_with_a_scrubbed_environment(monkeypatch):
+    monkeypatch.setenv("GRADER_SECRET", "s3cret")
+    r = py("""
+        import os
+        open("note.txt", "w").write("kept in scratch")
+        print(os.getcwd() == os.environ["HOME"], "GRADER_SECRET" in os.environ, open("note.txt").read())
+    """)
+    assert (r.returncode, r.stdout, r.timed_out, r.output_limited) == (0, b"True False kept in scratch\n", False, False)
+    assert r.isolation == LEVEL
+
+
+@pytest.fixture
+def course(tmp_path):
+    """A course tree with everything a submission must not see or touch."""
+    files = {
+        "source_notebooks/01/01.ipynb": '{"solution": "secret"}',
+        "solutions/01.ipynb": "solution",
+        "gradebook.db": "grades",
+        "submitted/alice/01/01.ipynb": "alice's work",
+        "submitted/bob/01/01.ipynb": "bob's work",
+    }
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path, files
+
+
+@isolated
+def test_course_files_are_neither_readable_nor_writable(course):
+    root, files = course
+    targets = [str(root / rel) for rel in files] + [str(root / "source_notebooks"), str(root)]
+    r = py(f"""
+        import os
+        seen, wrote = [], []
+        for p in {targets!r}:
+            try:
+                seen.append(open(p).read() if os.path.isfile(p) else os.listdir(p))
+            except OSError:
+                pass
+            try:
+                with open(p if os.path.isfile(p) else os.path.join(p, "new.txt"), "a") as f:
+                    f.write("tampered")
+                wrote.append(p)
+            except OSError:
+                pass
+        for p in ["/", "/usr/lib", os.path.dirname(os.__file__), "/etc/passwd"]:
+            try:
+                open(os.path.join(p, "x") if os.path.isdir(p) else p, "a").write("x")
+                wrote.append(p)
+            except OSError:
+                pass
+        print(seen, wrote)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"[] []\n"
+    for rel, text in files.items():
+        assert (root / rel).read_text() == text
+    assert sorted(p.name for p in root.rglob("new.txt")) == []
+
+
+@isolated
+def test_job_folder_is_read_only_and_the_host_tmp_is_private(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "input.txt").write_text("inputs")
+    os.chmod(job, 0o755)
+    os.chmod(job / "input.txt", 0o644)
+    code = textwrap.dedent("""
+        import os, sys
+        print(open(sys.argv[1] + "/input.txt").read(), os.listdir("/tmp"))
+        try:
+            open(sys.argv[1] + "/input.txt", "w")
+        except OSError:
+            print("read-only")
+    """)
+    r = sandbox.run([sys.executable, "-S", "-c", code, "{job}"], FAST, job)
+    assert r.stdout == b"inputs []\nread-only\n"
+    assert (job / "input.txt").read_text() == "inputs"
+
+
+@isolated
+def test_no_network():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        r = py(f"""
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", {port}), timeout=2)
+                print("connected")
+            except OSError:
+                print("no network")
+        """)
+    assert r.stdout == b"no network\n"
+
+
+@isolated
+def test_the_worker_cannot_forge_the_setup_handshake():
+    r = py("""
+        import os
+        ok = 0
+        for fd in range(3, 64):
+            try:
+                os.write(fd, b"ready\\n")
+                ok += 1
+            except OSError:
+                pass
+        print(ok)
+    """)
+    assert r.stdout == b"0\n"
+
+
+def test_a_loop_ignoring_sigint_and_sigterm_is_killed_at_the_wall_clock_limit():
+    r = py("""
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("looping", flush=True)
+        while True:
+            pass
+    """, Limits(wall_s=2))
+    assert r.timed_out and not r.ok
+    assert r.stdout == b"looping\n"
+    assert "wall-clock" in r.describe()
+
+
+def test_a_per_step_deadline_from_watch_kills_earlier_than_the_total():
+    seen = []
+
+    def watch(chunk):
+        seen.append(chunk)
+        return 0.5  # each step may take half a second
+
+    r = py("""
+        import time
+        print("step 1", flush=True)
+        while True:
+            pass
+    """, Limits(wall_s=60), watch=watch)
+    assert r.timed_out and seen == [b"step 1\n"]
+
+
+def test_memory_bomb_fails_inside_the_limit():
+    r = py("""
+        try:
+            blob = bytearray(8 << 30)
+        except MemoryError:
+            print("MemoryError")
+    """, Limits(wall_s=20, memory_mb=512))
+    assert (r.returncode, r.stdout) == (0, b"MemoryError\n")
+
+
+def test_output_bomb_is_capped_and_killed():
+    r = py("""
+        for i in range(300_000):
+            print("spam spam spam spam", i)
+    """, Limits(wall_s=20, stdout_bytes=1 << 16))
+    assert r.output_limited and not r.ok
+    assert len(r.stdout) == 1 << 16
+
+
+def test_file_size_limit():
+    r = py("""
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        try:
+            with open("big", "wb") as f:
+                f.write(b"0" * (4 << 20))
+        except OSError as e:
+            print("refused")
+    """, Limits(wall_s=20, file_mb=1))
+    assert r.stdout == b"refused\n"
+
+
+@pytest.mark.parametrize("code, status", [("import sys; sys.exit(3)", 3), ("import os; os._exit(4)", 4),
+                                          ("import os, signal; os.kill(os.getpid(), signal.SIGKILL); print(1)", None)])
+def test_exit_status_comes_back(code, status):
+    r = py(code)
+    if status is None:  # pid 1 of a pid namespace cannot kill itself; elsewhere it dies by SIGKILL
+        assert r.returncode in (0, -9) and not r.timed_out
+    else:
+        assert r.returncode == status and not r.ok and "status" in r.describe()
+
+
+@isolated
+def test_descendants_die_with_the_worker():
+    r = py("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                time.sleep(1)  # holds stdout open: the run must not wait for it
+        print("parent done")
+    """, Limits(wall_s=15))
+    assert (r.returncode, r.stdout, r.timed_out) == (0, b"parent done\n", False)
+
+
+def test_fallback_level_is_reported_and_can_be_refused():
+    r = py("print('plain')", isolation="none")
+    assert (r.stdout, r.isolation) == (b"plain\n", "none")
+    with pytest.raises(SandboxError, match="required"):
+        py("pass", isolation="none", require="userns")
+
+
+@isolated
+def test_a_broken_setup_is_the_graders_error_not_the_students():
+    with pytest.raises(SandboxError, match="setup failed"):
+        py("pass", readonly=["/nonexistent/dgm-course-path"])
