@@ -1,0 +1,20 @@
+"""Verification specs, one module per assignment: ``specs/<assignment_id>.py`` defines ``SPEC``.
+
+A spec is an :class:`~dgm_course.course.verify.AssignmentSpec` listing each graded task of the
+assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
+
+- ``solution_ids`` and ``test_ids``: the nbgrader ``grade_id`` of its solution and test cells; the
+  checks' points must add up to the test cells' points (checked against the source notebook);
+- ``draw(rng)``: the inputs, drawn by the grader from the grading seed;
+- ``probe(ns, inputs)``: a top-level function, shipped to the sandboxed worker as source, that
+  calls the student's names in the notebook namespace ``ns`` and returns tensors; callables a task
+  takes as an argument (the map whose Jacobian the student computes) are built here;
+- ``expect(inputs)``: the grader's own values: a reference implementation and log-dets or
+  Jacobians computed with :mod:`dgm_course.jacobian` on the *reference* map;
+- ``checks``: which output is compared with which expected value, the points and the tolerances;
+- ``forbidden``: library names that would answer the task (statically detected, 0 points), and
+  the spec's ``hidden_modules``: library modules replaced by stubs inside the worker.
+
+Probes run beside student code and may be fooled; that is harmless, because only the numbers they
+return are graded, and only against values the grader computed itself.
+"""

@@ -1,0 +1,742 @@
+r"""The out-of-kernel verifier: grades that student code cannot fool.
+
+nbgrader runs the hidden tests in the student's own kernel, so student code can rewrite them
+(input transformers, ``torch.allclose = lambda *a, **k: True``, objects whose ``__eq__`` is
+always true). The verifier re-checks every graded quantity in a process that shares nothing with
+student code:
+
+1. **Cells.** The trusted set-up cells come from the *source* notebook (locked nbgrader cells
+   that are neither solutions nor tests; never the submitted copies). The student's solution
+   cells are matched by ``grade_id``; cells the student added (helpers) run too, just before the
+   next solution cell they preceded. Test cells and the source's unlocked demo cells never run.
+   A solution cell that is missing or renamed scores its tasks 0 with that reason.
+2. **Sandboxed worker.** Set-up and student cells run in :mod:`dgm_course.course.sandbox` (no
+   view of the course tree, the gradebook or other submissions; memory, CPU, output and
+   per-step wall-clock limits). Then trusted *probe* code from the spec calls the student's
+   functions on inputs the grader drew at grading time (from the grading seed, never from
+   student code). Only numbers come back: an ``.npz`` loaded with ``allow_pickle=False``, so a
+   fake ``__eq__`` can never reach the grader. There is no IPython in the worker.
+3. **Checks in the grader.** Each output is compared with the grader's own reference and with
+   log-dets and Jacobians the grader computes with :mod:`dgm_course.jacobian` on the *reference*
+   map, so a self-consistent wrong flow (the identity with log-det 0) fails. Tolerances are
+   explicit per check.
+4. **No reference answers.** A task answered with the library's reference implementation earns
+   0 with a reason: statically (imports and attribute chains of student code that resolve to a
+   name the spec forbids) and at run time (the spec's ``hidden_modules`` are stubs inside the
+   worker, whose copy of ``dgm_course`` never contains the grader, the specs or the references).
+
+A step that kills the worker (``os._exit``, a loop ignoring signals, a memory bomb, an output
+bomb) fails only the cell or task it was in: the worker is restarted without it, within the
+submission's wall-clock budget. Grading is deterministic for a given submission and seed
+(single-threaded worker, seeded generators, no timings or addresses in the feedback).
+
+Specs live in :mod:`dgm_course.course.specs` (one module per assignment, see there).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import sandbox
+from .sandbox import Limits
+
+__all__ = [
+    "Check",
+    "Task",
+    "AssignmentSpec",
+    "TaskVerdict",
+    "SpecError",
+    "verify_submission",
+    "load_spec",
+    "grading_seed",
+    "notebook_cells",
+]
+
+MAX_NOTEBOOK_BYTES = 20 << 20
+
+
+class SpecError(ValueError):
+    """The spec does not fit the source notebook (an instructor's error, never a student's)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One graded comparison: worker output ``output`` against grader value ``expected``.
+
+    Passes when shapes agree, every entry is finite and ``|out - exp| <= atol + rtol |exp|``.
+    """
+
+    name: str
+    output: str
+    expected: str
+    points: float
+    atol: float
+    rtol: float = 0.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """A graded task of an assignment.
+
+    - ``solution_ids``/``test_ids``: nbgrader ``grade_id`` values of its solution and test cells (the
+      test cells' points must add up to the checks' points).
+    - ``draw(rng) -> {name: ndarray}``: the inputs, drawn in the grader at grading time.
+    - ``probe(ns, inputs) -> {name: tensor}``: runs in the worker; ``ns`` is the notebook's
+      namespace. It must be a top-level function that imports what it needs in its body: only
+      its source is shipped, so the grader's references never enter the worker.
+    - ``expect(inputs) -> {name: tensor}``: the grader's reference values (float64).
+    - ``forbidden``: dotted names (objects or modules) a solution may not use.
+    """
+
+    task_id: str
+    solution_ids: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    draw: Callable[[np.random.Generator], dict[str, np.ndarray]]
+    probe: Callable
+    expect: Callable[[dict[str, np.ndarray]], dict[str, torch.Tensor]]
+    checks: tuple[Check, ...]
+    forbidden: tuple[str, ...] = ()
+    seconds: float = 10.0
+
+    @property
+    def max_points(self) -> float:
+        return float(sum(c.points for c in self.checks))
+
+
+@dataclass(frozen=True)
+class AssignmentSpec:
+    """What the verifier checks in one assignment, and its limits.
+
+    ``setup_ids``: the source's trusted cells to run (default: every locked code cell that is
+    neither a solution nor a test). ``skip_ids``: cells never run (slow training).
+    ``hidden_modules``: ``dgm_course`` modules replaced by stubs in the worker.
+    ``setup_seconds`` bounds interpreter start-up plus each set-up cell, ``cell_seconds`` each
+    student cell, ``wall_seconds`` the whole submission including restarts.
+    """
+
+    assignment_id: str
+    tasks: tuple[Task, ...]
+    setup_ids: tuple[str, ...] | None = None
+    skip_ids: tuple[str, ...] = ()
+    hidden_modules: tuple[str, ...] = ()
+    setup_seconds: float = 60.0
+    cell_seconds: float = 10.0
+    wall_seconds: float = 300.0
+    limits: Limits = Limits()  # its wall_s is replaced by what is left of wall_seconds
+
+
+@dataclass
+class TaskVerdict:
+    """The verified result of one task; ``reason`` is the feedback shown to the student.
+
+    ``in_kernel_points``: what nbgrader's in-kernel tests gave (when passed in); ``flag`` says
+    why it differs from the verified ``points``. ``isolation``: the sandbox level used.
+    """
+
+    task_id: str
+    points: float
+    max_points: float
+    passed: list[str]
+    failed: list[str]
+    reason: str
+    isolation: str
+    in_kernel_points: float | None = None
+    flag: str | None = None
+
+
+def grading_seed(course_id: str, assignment_id: str, student_id: str) -> int:
+    """The grading seed of one submission: a hash the grader controls, stable across runs."""
+    digest = hashlib.sha256(f"{course_id}\0{assignment_id}\0{student_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def load_spec(assignment_id: str) -> AssignmentSpec:
+    """The ``SPEC`` of ``dgm_course.course.specs.<assignment_id>``."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", assignment_id):
+        raise SpecError(f"not an assignment id: {assignment_id!r}")
+    module = importlib.import_module(f"{__package__}.specs.{assignment_id}")
+    return module.SPEC
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks
+
+
+def _read_notebook(nb) -> dict:
+    if isinstance(nb, dict):
+        return nb
+    path = Path(nb)
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"notebook larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("a notebook must be a JSON object")
+    return data
+
+
+@dataclass
+class _Cell:
+    source: str
+    grade_id: str | None
+    solution: bool
+    grade: bool
+    locked: bool
+    points: float
+
+
+def notebook_cells(nb) -> list[_Cell]:
+    """The code cells of a notebook with their nbgrader metadata, read defensively.
+
+    Anything malformed (a wrong type, an unknown ``schema_version``) counts as "no metadata":
+    one bad cell never stops the grading of a batch.
+    """
+    cells = []
+    raw = nb.get("cells") if isinstance(nb, dict) else None
+    for c in raw if isinstance(raw, list) else []:
+        if not isinstance(c, dict) or c.get("cell_type") != "code":
+            continue
+        src = c.get("source", "")
+        src = "".join(s for s in src if isinstance(s, str)) if isinstance(src, list) else src
+        if not isinstance(src, str):
+            continue
+        meta = c.get("metadata")
+        g = meta.get("nbgrader") if isinstance(meta, dict) else None
+        g = g if isinstance(g, dict) else {}
+        gid = g.get("grade_id")
+        points = g.get("points", 0)
+        cells.append(_Cell(
+            source=src,
+            grade_id=gid if isinstance(gid, str) and gid else None,
+            solution=g.get("solution") is True,
+            grade=g.get("grade") is True,
+            locked=g.get("locked") is True,
+            points=float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) else 0.0,
+        ))
+    return cells
+
+
+def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
+    """The cells the worker runs: ``[(kind, label, task_ids, source)]`` and missing solution ids.
+
+    The order is the source's: trusted set-up cells verbatim; each solution cell replaced by the
+    student's, preceded by the cells the student added before it in the submission.
+    """
+    task_of: dict[str, list[str]] = {}
+    for t in spec.tasks:
+        for sid in t.solution_ids:
+            task_of.setdefault(sid, []).append(t.task_id)
+    setup_ids = spec.setup_ids
+    demo_sources = {c.source.strip() for c in source if c.grade_id is None}
+    # Student cells grouped by the solution cell that follows them.
+    by_solution: dict[str, _Cell] = {}
+    added_before: dict[str | None, list[_Cell]] = {}
+    pending: list[_Cell] = []
+    for c in submitted:
+        if c.solution and c.grade_id:
+            by_solution.setdefault(c.grade_id, c)
+            added_before.setdefault(c.grade_id, []).extend(pending)
+            pending = []
+        elif c.grade_id is None and c.source.strip() and c.source.strip() not in demo_sources:
+            pending.append(c)
+    added_before.setdefault(None, []).extend(pending)
+    program, missing = [], []
+    for c in source:
+        if c.grade_id in spec.skip_ids:
+            continue
+        if c.solution and c.grade_id:
+            for k, extra in enumerate(added_before.get(c.grade_id, [])):
+                program.append(("student", f"cell added before {c.grade_id} #{k + 1}", [], extra.source))
+            if c.grade_id in by_solution:
+                program.append(("student", c.grade_id, task_of.get(c.grade_id, []), by_solution[c.grade_id].source))
+            else:
+                missing.append(c.grade_id)
+        elif c.grade or c.grade_id is None:
+            continue  # tests never run here; unlocked demo cells are not needed to grade
+        elif (c.grade_id in setup_ids) if setup_ids is not None else c.locked:
+            program.append(("setup", c.grade_id, [], c.source))
+    for k, extra in enumerate(added_before.get(None, [])):
+        program.append(("student", f"cell added at the end #{k + 1}", [], extra.source))
+    return program, missing
+
+
+def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
+    ids = {c.grade_id: c for c in source if c.grade_id}
+    for t in spec.tasks:
+        for sid in t.solution_ids:
+            if sid not in ids or not ids[sid].solution:
+                raise SpecError(f"task {t.task_id}: {sid!r} is not a solution cell of the source")
+        for tid in t.test_ids:
+            if tid not in ids or not ids[tid].grade:
+                raise SpecError(f"task {t.task_id}: {tid!r} is not a graded test cell of the source")
+        source_points = sum(ids[tid].points for tid in t.test_ids)
+        if abs(source_points - t.max_points) > 1e-9:
+            raise SpecError(f"task {t.task_id}: the checks give {t.max_points} points, its test cells "
+                            f"{source_points}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Static check: does student code use a forbidden (reference) name?
+
+
+def _used_names(code: str) -> list[tuple[str, int]]:
+    """Dotted names (``dgm_course.flows.Planar``) that the code imports or reaches, with lines."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    alias: dict[str, str] = {}
+    star: list[str] = []
+    used: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                used.append((a.name, node.lineno))
+                alias[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                if a.name == "*":
+                    star.append(node.module)
+                    continue
+                used.append((f"{node.module}.{a.name}", node.lineno))
+                alias[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("dgm_course"):
+            used.append((node.value, node.lineno))  # importlib.import_module("dgm_course....")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            parts = []
+            cur = node
+            while isinstance(cur, ast.Attribute):
+                parts.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                bases = [alias[cur.id]] if cur.id in alias else [f"{m}.{cur.id}" for m in star]
+                for base in bases:
+                    used.append((".".join([base, *reversed(parts)]), node.lineno))
+    return used
+
+
+def _resolve(dotted: str):
+    """The object a ``dgm_course`` dotted name denotes in the grader, or None."""
+    if not dotted.startswith("dgm_course"):
+        return None
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except Exception:  # noqa: BLE001 - not a module (or not importable): try a shorter prefix
+            continue
+        for attr in parts[k:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    return None
+
+
+def _forbidden_use(task: Task, student_cells: list[tuple[str, str]]) -> str | None:
+    if not task.forbidden:
+        return None
+    targets = {f: _resolve(f) for f in task.forbidden}
+    for label, code in student_cells:
+        for name, line in _used_names(code):
+            for f, obj in targets.items():
+                hit = name == f or name.startswith(f + ".")
+                if not hit and obj is not None:
+                    got = _resolve(name)
+                    hit = got is obj or (inspect.ismodule(obj) and inspect.getmodule(got) is obj)
+                if hit:
+                    return (f"uses the library's reference {f} (line {line} of {label}); this task asks "
+                            f"you to write it yourself, so it earns no points")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker (runs inside the sandbox; only this function's source is shipped)
+
+
+def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
+    import builtins
+    import io
+    import json
+    import os
+    import re
+    import sys
+    import traceback
+    import types
+
+    job = os.environ["VERIFY_JOB"]
+    with open(os.path.join(job, "job.json")) as fh:
+        config = json.load(fh)
+    skip = json.loads(sys.argv[1])
+    sys.path[:] = [os.path.join(job, "lib"), *config["sys_path"]]
+    results = os.fdopen(os.dup(1), "wb")  # the result channel; student output goes to stderr
+    os.dup2(2, 1)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
+
+    import numpy as np
+
+    def emit(event, payload=b""):
+        head = json.dumps({**event, "nbytes": len(payload)}).encode()
+        results.write(head + b"\n" + payload)
+        results.flush()
+
+    def describe(exc):
+        if isinstance(exc, SyntaxError):
+            return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+        where = f" ({frames[-1].filename[1:-1]}, line {frames[-1].lineno})" if frames else ""
+        text = str(exc)[:300]
+        return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
+
+    def strip_magics(src):
+        lines = src.splitlines()
+        if lines and lines[0].lstrip().startswith("%%"):
+            lines = lines[1:]
+        return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
+
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    ns = main.__dict__
+    for i, (kind, label, _tasks, src) in enumerate(config["cells"]):
+        if i in skip["cells"]:
+            continue
+        emit({"event": "start", "step": f"cell:{i}"})
+        error = None
+        try:
+            exec(compile(strip_magics(src), f"<cell {label}>", "exec"), ns)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+            error = describe(exc)
+        sys.stdout.flush()
+        emit({"event": "end", "step": f"cell:{i}", "error": error})
+    for t in config["tasks"]:
+        if t["task_id"] in skip["tasks"]:
+            continue
+        emit({"event": "start", "step": f"task:{t['task_id']}"})
+        error, payload = None, b""
+        try:
+            if "torch" in sys.modules:
+                sys.modules["torch"].manual_seed(t["seed"])
+            np.random.seed(t["seed"] % 2**32)
+            with np.load(os.path.join(job, t["inputs"]), allow_pickle=False) as f:
+                inputs = {k: f[k] for k in f.files}
+            probe_ns = {"__name__": "probe"}
+            exec(compile(t["probe_source"], "<probe>", "exec"), probe_ns)
+            out = probe_ns[t["probe_name"]](ns, inputs)
+            arrays = {}
+            for k, v in dict(out).items():
+                if type(v).__module__.startswith("torch") and hasattr(v, "detach"):
+                    v = v.detach().cpu().numpy()
+                if isinstance(v, (bool, int, float)):
+                    v = np.asarray(v)
+                if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
+                    raise TypeError(f"{k}: expected a tensor of numbers, got {type(v).__name__}")
+                arrays[k] = np.ascontiguousarray(v)
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            payload = buf.getvalue()
+        except BaseException as exc:  # noqa: BLE001
+            error = describe(exc)
+        sys.stdout.flush()
+        emit({"event": "end", "step": f"task:{t['task_id']}", "error": error}, payload)
+    results.close()
+    os._exit(0)  # no atexit handlers registered by student code
+
+
+class _Events:
+    """Incremental parser of the worker's result channel; tells the sandbox each step's deadline."""
+
+    def __init__(self, seconds_of: dict[str, float]) -> None:
+        self.buf = bytearray()
+        self.started: str | None = None
+        self.ended: dict[str, tuple[str | None, bytes]] = {}
+        self.broken = False
+        self.seconds_of = seconds_of
+
+    def feed(self, chunk: bytes) -> float | None:
+        self.buf += chunk
+        deadline = None
+        while not self.broken:
+            nl = self.buf.find(b"\n", 0, 65536)
+            if nl < 0:
+                self.broken = len(self.buf) >= 65536
+                break
+            try:
+                head = json.loads(self.buf[:nl])
+                n = int(head["nbytes"])
+                step, kind = head["step"], head["event"]
+                if step not in self.seconds_of or kind not in ("start", "end") or n < 0:
+                    raise ValueError(step)
+            except (ValueError, KeyError, TypeError):
+                self.broken = True  # forged or garbled: what came before still counts
+                break
+            if len(self.buf) < nl + 1 + n:
+                break
+            payload = bytes(self.buf[nl + 1: nl + 1 + n])
+            del self.buf[: nl + 1 + n]
+            if kind == "start":
+                self.started = step
+                deadline = self.seconds_of[step]
+            elif kind == "end" and step == self.started:
+                error = head.get("error")
+                self.ended[step] = (str(error) if error is not None else None, payload)
+                self.started = None
+        return deadline
+
+
+# ---------------------------------------------------------------------------------------------
+# The job folder
+
+
+def _worker_library(dest: Path, hidden: tuple[str, ...]) -> None:
+    """A copy of ``dgm_course`` for the worker: no grader, no specs, hidden modules as stubs."""
+    import dgm_course
+
+    src = Path(dgm_course.__file__).parent
+    allowed_course = {"__init__.py", "kernel.py"}  # notebooks' set-up cells import .kernel
+    for path in src.rglob("*.py"):
+        rel = path.relative_to(src)
+        if "__pycache__" in rel.parts or (rel.parts[0] == "course" and (len(rel.parts) > 2 or
+                                                                         rel.name not in allowed_course)):
+            continue
+        target = dest / "dgm_course" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        module = ".".join(("dgm_course", *rel.with_suffix("").parts))
+        if module in hidden:
+            target.write_text(
+                '"""Not available while grading: the task asks you to write this yourself."""\n'
+                "__all__ = []\n\n\ndef __getattr__(name):\n"
+                f"    raise AttributeError(f'{module}.{{name}} is not available while grading')\n")
+        else:
+            shutil.copyfile(path, target)
+
+
+def _worker_sys_path() -> list[str]:
+    out = []
+    for p in map(str, sys.path):
+        if p and os.path.isdir(p) and not (Path(p) / "dgm_course").exists() and p not in out:
+            out.append(os.path.abspath(p))
+    return out
+
+
+def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], int]:
+    task_seed = (seed * 1_000_003 + zlib.crc32(task.task_id.encode())) % 2**63
+    inputs = task.draw(np.random.default_rng(task_seed))
+    return {k: np.asarray(v) for k, v in inputs.items()}, task_seed
+
+
+def _write_job(job: Path, spec: AssignmentSpec, program, inputs: dict, seeds: dict) -> None:
+    worker = textwrap.dedent(inspect.getsource(_worker_main)) + "\n\n_worker_main()\n"
+    (job / "worker.py").write_text(worker)
+    tasks = []
+    for i, t in enumerate(spec.tasks):
+        name = f"inputs_{i}.npz"
+        np.savez(job / name, **inputs[t.task_id])
+        tasks.append({"task_id": t.task_id, "inputs": name, "seed": seeds[t.task_id],
+                      "probe_source": textwrap.dedent(inspect.getsource(t.probe)), "probe_name": t.probe.__name__})
+    cells = [[kind, label, tids, src] for kind, label, tids, src in program]
+    (job / "job.json").write_text(json.dumps({"cells": cells, "tasks": tasks, "sys_path": _worker_sys_path()}))
+    _worker_library(job / "lib", spec.hidden_modules)
+    for root, dirs, files in os.walk(job):  # readable by the unprivileged worker
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
+
+
+def _clean(text: str) -> str:
+    return _ADDRESS.sub("0x...", text)
+
+
+def _load_outputs(payload: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _run_checks(task: Task, outputs: dict[str, np.ndarray], expected: dict[str, torch.Tensor]):
+    from dgm_course.jacobian import FlowCheckError, assert_close
+
+    passed, failed, points = [], [], 0.0
+    for c in task.checks:
+        try:
+            if c.output not in outputs:
+                raise FlowCheckError(f"{c.output}: missing from the results")
+            got = outputs[c.output]
+            if got.dtype.kind not in "biuf":
+                raise FlowCheckError(f"{c.output}: not numeric")
+            exp = expected[c.expected].detach().to(torch.float64)
+            assert_close(torch.from_numpy(got.astype(np.float64)), exp, c.atol, c.rtol, what=c.output)
+        except FlowCheckError as exc:
+            failed.append(f"{c.name}: {exc}")
+        else:
+            passed.append(c.name)
+            points += c.points
+    return points, passed, failed
+
+
+def verify_submission(
+    spec: AssignmentSpec | str,
+    submitted_notebook,
+    source_notebook,
+    *,
+    seed: int,
+    in_kernel: dict[str, float] | None = None,
+    isolation: str = "auto",
+    require: str | None = None,
+) -> list[TaskVerdict]:
+    """Verify one submission; return one :class:`TaskVerdict` per task of the spec.
+
+    ``spec``: an :class:`AssignmentSpec` or an assignment id (see :func:`load_spec`).
+    ``submitted_notebook`` / ``source_notebook``: paths or parsed notebook dicts.
+    ``seed``: the grading seed (see :func:`grading_seed`). ``in_kernel``: nbgrader's score of each
+    test cell by ``grade_id``, to flag a task whose in-kernel score differs from the verified
+    one. ``isolation`` / ``require``: passed to :func:`dgm_course.course.sandbox.run`.
+
+    Never raises because of the submission (an unreadable notebook scores 0 with the reason);
+    raises :class:`SpecError` when the spec does not fit the source notebook.
+    """
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    source = notebook_cells(_read_notebook(source_notebook))
+    _check_spec(spec, source)
+    try:
+        submitted = notebook_cells(_read_notebook(submitted_notebook))
+    except (OSError, ValueError) as exc:
+        return _finish(spec, {t.task_id: (0.0, [], [], f"the notebook could not be read ({type(exc).__name__})")
+                              for t in spec.tasks}, in_kernel, "none")
+    program, missing = _program(spec, source, submitted)
+    student_code = [(label, src) for kind, label, _, src in program if kind == "student"]
+    settled: dict[str, tuple[float, list, list, str]] = {}
+    for t in spec.tasks:
+        gone = [sid for sid in t.solution_ids if sid in missing]
+        if gone:
+            settled[t.task_id] = (0.0, [], [], f"solution cell {', '.join(gone)} not found in the submission "
+                                               "(deleted, or its nbgrader metadata changed)")
+        elif (why := _forbidden_use(t, student_code)) is not None:
+            settled[t.task_id] = (0.0, [], [], why)
+    inputs, seeds = {}, {}
+    for t in spec.tasks:
+        inputs[t.task_id], seeds[t.task_id] = _draw(t, seed)
+    todo = [t for t in spec.tasks if t.task_id not in settled]
+    if not todo:
+        return _finish(spec, settled, in_kernel, "none")
+    outputs, cell_errors, level = _run_worker(spec, program, todo, inputs, seeds, isolation, require)
+    for t in todo:
+        cell_notes = [f"{label}: {cell_errors[i]}" for i, (kind, label, tids, _) in enumerate(program)
+                      if i in cell_errors and (t.task_id in tids or kind == "setup")]
+        got = outputs.get(t.task_id)
+        if got is None or isinstance(got, str):
+            why = got or "no result came back"
+            settled[t.task_id] = (0.0, [], [], "; ".join(cell_notes + [f"running the task failed: {why}"]))
+            continue
+        points, passed, failed = _run_checks(t, got, t.expect(inputs[t.task_id]))
+        settled[t.task_id] = (points, passed, failed, "; ".join(cell_notes + failed) or "all checks passed")
+    return _finish(spec, settled, in_kernel, level)
+
+
+def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
+    """Run the worker until every task has a result, restarting it without a step that killed it."""
+    import dgm_course
+
+    outputs: dict[str, dict | str] = {}
+    cell_errors: dict[int, str] = {}
+    skip_cells: set[int] = set()
+    budget = spec.wall_seconds
+    level = "none"
+    job = Path(tempfile.mkdtemp(prefix="dgm-verify-"))
+    try:
+        _write_job(job, spec, program, inputs, seeds)
+        seconds_of = {f"task:{t.task_id}": t.seconds for t in todo}
+        for i, (kind, *_) in enumerate(program):
+            seconds_of[f"cell:{i}"] = spec.setup_seconds if kind == "setup" else spec.cell_seconds
+
+        while True:
+            left = [t for t in todo if t.task_id not in outputs]
+            if not left or budget <= 0:
+                break
+            events = _Events(seconds_of)
+            skip = {"cells": sorted(skip_cells), "tasks": [t.task_id for t in todo if t.task_id in outputs]}
+            result = sandbox.run([sys.executable, "-s", "-S", "{job}/worker.py", json.dumps(skip)],
+                                 dataclasses.replace(spec.limits, wall_s=budget), job,
+                                 env={"VERIFY_JOB": "{job}"}, hide=[str(Path(dgm_course.__file__).parent)],
+                                 isolation=isolation, require=require, watch=events.feed)
+            level = result.isolation
+            budget -= result.wall_s
+            for step, (error, payload) in events.ended.items():
+                kind, _, name = step.partition(":")
+                if kind == "cell":
+                    if error is not None:
+                        cell_errors[int(name)] = _clean(error)
+                    continue
+                if kind != "task" or name not in {t.task_id for t in left}:
+                    continue
+                if error is not None:
+                    outputs[name] = _clean(error)
+                else:
+                    try:
+                        outputs[name] = _load_outputs(payload)
+                    except Exception:  # noqa: BLE001 - anything that is not a plain npz
+                        outputs[name] = "the results could not be read as numbers"
+            finished = events.started is None and all(t.task_id in outputs for t in left)
+            if result.ok and not events.broken and finished:
+                break
+            if not result.ok:
+                why = result.describe()
+            elif events.broken:
+                why = "its results were garbled"
+            else:
+                why = "the process exited early (status 0)"
+            culprit = events.started
+            kind, _, name = (culprit or "").partition(":")
+            if culprit is None or events.broken or name in outputs or (kind == "cell" and int(name) in skip_cells):
+                for t in left:
+                    outputs.setdefault(t.task_id, why)
+                break
+            if kind == "task":
+                outputs[name] = why
+            else:
+                cell_errors[int(name)] = why
+                skip_cells.add(int(name))
+        for t in todo:
+            outputs.setdefault(t.task_id, "the submission's time budget was used up")
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    return outputs, cell_errors, level
+
+
+def _finish(spec, settled, in_kernel, level) -> list[TaskVerdict]:
+    verdicts = []
+    for t in spec.tasks:
+        points, passed, failed, reason = settled[t.task_id]
+        v = TaskVerdict(t.task_id, float(points), t.max_points, list(passed), list(failed), reason, level)
+        if in_kernel is not None and all(tid in in_kernel for tid in t.test_ids):
+            v.in_kernel_points = float(sum(in_kernel[tid] for tid in t.test_ids))
+            if abs(v.in_kernel_points - v.points) > 1e-9:
+                v.flag = (f"in-kernel score {v.in_kernel_points:g} differs from the verified score "
+                          f"{v.points:g}: {reason}")
+        verdicts.append(v)
+    return verdicts

@@ -1,0 +1,235 @@
+"""The out-of-kernel verifier on a small exercise: honest work gets full marks, tricks get nothing.
+
+Every test grades a whole notebook in the sandbox (a few seconds each: the worker imports torch).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import dgm_course
+from dgm_course.course import sandbox
+from dgm_course.course.verify import (
+    SpecError,
+    _used_names,
+    grading_seed,
+    verify_submission,
+)
+
+from .verify_fixtures import exercise as ex
+from .verify_fixtures.spec_exercise import SPEC
+
+SEED = grading_seed("dgm", "exercise", "student-1")
+FULL = {"planar": 2.0, "sigmoid": 2.0, "jacobian": 2.0}
+isolated = pytest.mark.skipif(sandbox.available_isolation() == "none", reason="no Linux namespaces here")
+
+
+def grade(nb, **kw):
+    return verify_submission(SPEC, nb, ex.source_notebook(), seed=SEED, **kw)
+
+
+def points(verdicts):
+    return {v.task_id: v.points for v in verdicts}
+
+
+def reasons(verdicts):
+    return {v.task_id: v.reason for v in verdicts}
+
+
+def test_the_solution_scores_full_marks():
+    verdicts = grade(ex.submission())
+    assert points(verdicts) == FULL
+    assert all(v.reason == "all checks passed" and v.max_points == 2 and len(v.passed) == len(SPEC.tasks[0].checks)
+               for v in verdicts[:1])
+
+
+def test_the_blank_release_scores_zero():
+    verdicts = grade(ex.release())
+    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
+    assert all("NotImplementedError" in r for r in reasons(verdicts).values())
+
+
+ALTERNATIVE = {
+    # other names, a detached NumPy computation, a warning and stderr output: all worth full marks
+    "planar_solution": '''\
+import sys
+import numpy as np
+
+def planar_forward(inp, uu, ww, bias):
+    a = np.tanh(inp.detach().numpy() @ ww.numpy() + float(bias))
+    out = inp.detach().numpy() + a[:, None] * uu.numpy()
+    ld = np.log(np.abs(1 + (1 - a**2) * float(uu @ ww)))
+    warnings.warn("a warning costs nothing")
+    print("debugging output on stderr", file=sys.stderr)
+    return torch.from_numpy(out), torch.from_numpy(ld)
+''',
+    "sigmoid_solution": "def sigmoid_forward(x):\n    return torch.sigmoid(x), log_sigmoid_derivative(x).sum(1)\n",
+    "jacobian_solution": '''\
+def batch_jacobian(fn, x):
+    one = lambda v: fn(v[None])[0]
+    return torch.stack([torch.autograd.functional.jacobian(one, xi) for xi in x])
+''',
+}
+HELPER = "def log_sigmoid_derivative(x):\n    s = torch.sigmoid(x)\n    return torch.log(s * (1 - s))\n"
+
+
+def test_correct_work_written_differently_gets_full_marks_and_grading_is_deterministic():
+    nb = ex.submission(ALTERNATIVE, added=[("sigmoid_solution", HELPER)])
+    nb.cells[3].metadata["nbgrader"]["schema_version"] = 99  # stock nbgrader aborts the batch on this
+    nb.cells.insert(1, {"cell_type": "code", "metadata": {"nbgrader": "garbage"}, "source": "x = 1",
+                        "outputs": [], "execution_count": None})
+    first = grade(nb)
+    assert points(first) == FULL, reasons(first)
+    assert grade(nb) == first
+
+
+def test_a_wrong_task_loses_exactly_its_points():
+    verdicts = grade(ex.submission({
+        # self-consistent but wrong: the identity with log-det 0 matches its own Jacobian
+        "planar_solution": "def planar_forward(x, u, w, b):\n    return x.clone(), x.new_zeros(x.shape[0])\n",
+        "sigmoid_solution": ("def sigmoid_forward(x):\n"
+                             "    return torch.sigmoid(x), (F.softplus(-x) + F.softplus(x)).sum(1)\n"),
+    }, drop=("jacobian_solution",)))
+    assert points(verdicts) == {"planar": 0, "sigmoid": 1, "jacobian": 0}
+    sigmoid = verdicts[1]
+    assert sigmoid.passed == ["z = sigmoid(x)"] and "log_det" in sigmoid.failed[0]
+    assert "jacobian_solution not found" in verdicts[2].reason
+
+
+CHEATS = {
+    "planar_solution": '''\
+torch.allclose = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+def planar_forward(x, u, w, b):
+    return x, torch.zeros(x.shape[0], dtype=x.dtype)
+''',
+    "sigmoid_solution": '''\
+class Anything:
+    def __eq__(self, other):
+        return True
+    __hash__ = None
+    def __array__(self, *a, **k):
+        raise TypeError("no numbers here")
+
+def sigmoid_forward(x):
+    return Anything(), Anything()
+''',
+    "jacobian_solution": "from dgm_course.jacobian import batch_jacobian\n",
+}
+TRANSFORMER = "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"
+
+
+def test_in_kernel_tricks_change_nothing_and_are_flagged():
+    nb = ex.submission(CHEATS, added=[("planar_solution", TRANSFORMER)])
+    verdicts = grade(nb, in_kernel={"planar_tests": 2, "sigmoid_tests": 2, "jacobian_tests": 2})
+    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
+    planar, sigmoid, jacobian = verdicts
+    assert len(planar.failed) == 2
+    assert "expected a tensor of numbers, got Anything" in sigmoid.reason
+    assert "uses the library's reference dgm_course.jacobian" in jacobian.reason
+    assert "earns no points" in jacobian.reason
+    assert all(v.in_kernel_points == 2 and v.flag.startswith("in-kernel score 2 differs") for v in verdicts)
+
+
+@isolated
+def test_the_reference_is_unavailable_at_run_time_and_private_files_are_unreachable(tmp_path):
+    course = {"source_notebooks/exercise/exercise.ipynb": "source", "gradebook.db": "grades",
+              "submitted/other/exercise/exercise.ipynb": "other student", "release/x": "x"}
+    for rel, text in course.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    private = [str(tmp_path / rel) for rel in course] + [str(Path(dgm_course.__file__).parent / "jacobian.py")]
+    probe_files = f'''\
+import os
+leaks = []
+for p in {private!r}:
+    try:
+        leaks.append(open(p).read())
+    except OSError:
+        pass
+    try:
+        open(p, "a").write("tampered")
+        leaks.append("wrote " + p)
+    except OSError:
+        pass
+    try:
+        open(os.path.join(os.path.dirname(p), "new.txt"), "w").write("x")
+        leaks.append("created")
+    except OSError:
+        pass
+
+def planar_forward(x, u, w, b):
+    h = torch.tanh(x @ w + b)
+    z = x + h[:, None] * u
+    return z + len(leaks), torch.log(torch.abs(1 + (1 - h**2) * (u @ w)))
+'''
+    dodge = ("import importlib\nmod = importlib.import_module('dgm_' + 'course.jacobian')\n"
+             "batch_jacobian = mod.batch_jacobian\n")
+    verdicts = grade(ex.submission({"planar_solution": probe_files, "jacobian_solution": dodge}))
+    assert points(verdicts) == {"planar": 2, "sigmoid": 2, "jacobian": 0}, reasons(verdicts)
+    assert "not available while grading" in verdicts[2].reason
+    for rel, text in course.items():
+        assert (tmp_path / rel).read_text() == text
+    assert list(tmp_path.rglob("new.txt")) == []
+
+
+def test_a_step_that_kills_the_worker_costs_only_its_task():
+    verdicts = grade(ex.submission({
+        # a loop that ignores SIGINT and SIGTERM at the top level of a solution cell
+        "planar_solution": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"),
+        # 300k printed lines
+        "sigmoid_solution": ("def sigmoid_forward(x):\n    for i in range(300_000):\n        print('line', i)\n"
+                             "    return torch.sigmoid(x), x.new_zeros(x.shape[0])\n"),
+        "jacobian_solution": "import sys\ndef batch_jacobian(fn, x):\n    sys.exit(0)\n",
+    }))
+    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
+    planar, sigmoid, jacobian = reasons(verdicts).values()
+    assert "planar_solution: the wall-clock limit was reached" in planar
+    assert "output limit" in sigmoid
+    assert "SystemExit" in jacobian
+
+
+def test_exit_and_memory_bomb_cost_their_task_and_spare_the_others():
+    verdicts = grade(ex.submission({
+        "planar_solution": "import os\ndef planar_forward(x, u, w, b):\n    os._exit(0)\n",
+        "sigmoid_solution": "def sigmoid_forward(x):\n    hog = bytearray(64 << 30)\n    return x, x\n",
+    }))
+    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 2}
+    assert "exited early" in verdicts[0].reason
+    assert "MemoryError" in verdicts[1].reason
+
+
+def test_an_unreadable_notebook_scores_zero_without_raising(tmp_path):
+    bad = tmp_path / "broken.ipynb"
+    bad.write_text("{not json")
+    verdicts = verify_submission(SPEC, bad, ex.source_notebook(), seed=SEED)
+    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
+    assert all("could not be read" in v.reason for v in verdicts)
+
+
+def test_a_spec_that_does_not_fit_the_source_is_the_instructors_error():
+    source = ex.source_notebook()
+    source.cells[3].metadata["nbgrader"]["points"] = 5  # planar_tests now says 5 points, the spec 2
+    with pytest.raises(SpecError, match="planar"):
+        verify_submission(SPEC, ex.submission(), source, seed=SEED)
+
+
+@pytest.mark.parametrize("code, name", [
+    ("import dgm_course.flows as fl\nfl.Planar(2)", "dgm_course.flows.Planar"),
+    ("from dgm_course.flows import *\nPlanar(2)", "dgm_course.flows.Planar"),
+    ("from dgm_course import jacobian as J\nJ.batch_jacobian(f, x)", "dgm_course.jacobian.batch_jacobian"),
+    ("import dgm_course.jacobian\ndgm_course.jacobian.batch_jacobian", "dgm_course.jacobian.batch_jacobian"),
+    ("importlib.import_module('dgm_course.flows.residual')", "dgm_course.flows.residual"),
+])
+def test_static_detection_follows_aliases(code, name):
+    assert name in [n for n, _ in _used_names(code)]
+
+
+def test_the_seed_is_the_graders_and_stable():
+    assert grading_seed("dgm", "exercise", "student-1") == SEED
+    assert grading_seed("dgm", "exercise", "student-2") != SEED
+    assert json.loads(json.dumps(SEED)) == SEED
