@@ -22,8 +22,8 @@ student code:
    explicit per check.
 4. **No reference answers.** A task answered with the library's reference implementation earns
    0 with a reason: statically (imports and attribute chains of student code that resolve to a
-   name the spec forbids) and at run time (the spec's ``hidden_modules`` are stubs inside the
-   worker, whose copy of ``dgm_course`` never contains the grader, the specs or the references).
+   name the spec forbids) and at run time (the spec's ``hidden`` modules and objects are removed
+   from the worker's copy of ``dgm_course``, which never contains the grader or the specs).
 
 A step that kills the worker (``os._exit``, a loop ignoring signals, a memory bomb, an output
 bomb) fails only the cell or task it was in: the worker is restarted without it, within the
@@ -50,7 +50,7 @@ import tempfile
 import textwrap
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,8 @@ class AssignmentSpec:
 
     ``setup_ids``: the source's trusted cells to run (default: every locked code cell that is
     neither a solution nor a test). ``skip_ids``: cells never run (slow training).
-    ``hidden_modules``: ``dgm_course`` modules replaced by stubs in the worker.
+    ``hidden``: ``dgm_course`` modules or objects (``dgm_course.jacobian.batch_jacobian``)
+    removed from the worker's copy of the library; keep what the set-up cells import.
     ``setup_seconds`` bounds interpreter start-up plus each set-up cell, ``cell_seconds`` each
     student cell, ``wall_seconds`` the whole submission including restarts.
     """
@@ -137,7 +138,7 @@ class AssignmentSpec:
     tasks: tuple[Task, ...]
     setup_ids: tuple[str, ...] | None = None
     skip_ids: tuple[str, ...] = ()
-    hidden_modules: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
     setup_seconds: float = 60.0
     cell_seconds: float = 10.0
     wall_seconds: float = 300.0
@@ -507,25 +508,75 @@ class _Events:
 # The job folder
 
 
+# The parts of ``dgm_course.course`` that notebooks import (the grader, specs and verifier never go).
+WORKER_COURSE_MODULES = ("__init__", "kernel", "checks")
+
+
+def _hidden_parts(hidden: tuple[str, ...]) -> dict[str, set[str] | None]:
+    """Module -> the names to remove from it (``None``: the whole module), from dotted names."""
+    out: dict[str, set[str] | None] = {}
+    for dotted in hidden:
+        obj = _resolve(dotted)
+        if inspect.ismodule(obj):
+            out[obj.__name__] = None
+        elif obj is not None and str(getattr(obj, "__module__", "")).startswith("dgm_course."):
+            names = out.setdefault(obj.__module__, set())
+            if names is not None:
+                names.add(obj.__qualname__.split(".")[0])
+        else:
+            raise SpecError(f"hidden name {dotted!r} is not a dgm_course module or object")
+    return out
+
+
+def _without(source: str, module: str, names: set[str] | None) -> str:
+    """``source`` with the top-level definitions of ``names`` removed (all of it for ``None``).
+
+    The removed code is not in the worker's files at all, so it cannot be read either; the module
+    answers the removed names with an AttributeError that says why.
+    """
+    if names is None:
+        body, names = '"""Not available while grading: the task asks you to write it yourself."""\n__all__ = []\n', None
+    else:
+        tree = ast.parse(source)
+        kept = []
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            ids = {t.id for t in targets if isinstance(t, ast.Name)}
+            if ids & names:
+                continue
+            if "__all__" in ids and isinstance(node.value, (ast.List, ast.Tuple)):
+                node.value.elts = [e for e in node.value.elts if not (isinstance(e, ast.Constant) and e.value in names)]
+            kept.append(node)
+        tree.body = kept
+        body = ast.unparse(tree) + "\n"
+    which = "True" if names is None else f"name in {sorted(names)!r}"
+    return body + (
+        "\n\ndef __getattr__(name):\n"
+        f"    if {which}:\n"
+        f"        raise AttributeError(f'{module}.{{name}} is not available while grading: write it yourself')\n"
+        f"    raise AttributeError(f\"module '{module}' has no attribute {{name!r}}\")\n")
+
+
 def _worker_library(dest: Path, hidden: tuple[str, ...]) -> None:
-    """A copy of ``dgm_course`` for the worker: no grader, no specs, hidden modules as stubs."""
+    """A copy of ``dgm_course`` for the worker: no grader, no specs, ``hidden`` names removed."""
     import dgm_course
 
     src = Path(dgm_course.__file__).parent
-    allowed_course = {"__init__.py", "kernel.py"}  # notebooks' set-up cells import .kernel
+    parts = _hidden_parts(hidden)
     for path in src.rglob("*.py"):
         rel = path.relative_to(src)
-        if "__pycache__" in rel.parts or (rel.parts[0] == "course" and (len(rel.parts) > 2 or
-                                                                         rel.name not in allowed_course)):
+        if "__pycache__" in rel.parts:
+            continue
+        if rel.parts[0] == "course" and (len(rel.parts) > 2 or rel.stem not in WORKER_COURSE_MODULES):
             continue
         target = dest / "dgm_course" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        module = ".".join(("dgm_course", *rel.with_suffix("").parts))
-        if module in hidden:
-            target.write_text(
-                '"""Not available while grading: the task asks you to write this yourself."""\n'
-                "__all__ = []\n\n\ndef __getattr__(name):\n"
-                f"    raise AttributeError(f'{module}.{{name}} is not available while grading')\n")
+        module = ".".join(("dgm_course", *rel.with_suffix("").parts)).removesuffix(".__init__")
+        if module in parts:
+            target.write_text(_without(path.read_text(), module, parts[module]))
         else:
             shutil.copyfile(path, target)
 
@@ -555,7 +606,7 @@ def _write_job(job: Path, spec: AssignmentSpec, program, inputs: dict, seeds: di
                       "probe_source": textwrap.dedent(inspect.getsource(t.probe)), "probe_name": t.probe.__name__})
     cells = [[kind, label, tids, src] for kind, label, tids, src in program]
     (job / "job.json").write_text(json.dumps({"cells": cells, "tasks": tasks, "sys_path": _worker_sys_path()}))
-    _worker_library(job / "lib", spec.hidden_modules)
+    _worker_library(job / "lib", spec.hidden)
     for root, dirs, files in os.walk(job):  # readable by the unprivileged worker
         os.chmod(root, 0o755)
         for f in files:

@@ -1,11 +1,13 @@
 """The out-of-kernel verifier on a small exercise: honest work gets full marks, tricks get nothing.
 
-Every test grades a whole notebook in the sandbox (a few seconds each: the worker imports torch).
+Each scenario grades a whole notebook in the sandbox (seconds: the worker imports torch); the
+``graded`` fixture grades them all at once, three at a time, and each test reads its own.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from dgm_course.course import sandbox
 from dgm_course.course.verify import (
     SpecError,
     _used_names,
+    _worker_library,
     grading_seed,
     verify_submission,
 )
@@ -24,11 +27,9 @@ from .verify_fixtures.spec_exercise import SPEC
 
 SEED = grading_seed("dgm", "exercise", "student-1")
 FULL = {"planar": 2.0, "sigmoid": 2.0, "jacobian": 2.0}
+ZERO = {"planar": 0.0, "sigmoid": 0.0, "jacobian": 0.0}
+ALL_TESTS_PASSED_IN_KERNEL = {"planar_tests": 2, "sigmoid_tests": 2, "jacobian_tests": 2}
 isolated = pytest.mark.skipif(sandbox.available_isolation() == "none", reason="no Linux namespaces here")
-
-
-def grade(nb, **kw):
-    return verify_submission(SPEC, nb, ex.source_notebook(), seed=SEED, **kw)
 
 
 def points(verdicts):
@@ -37,19 +38,6 @@ def points(verdicts):
 
 def reasons(verdicts):
     return {v.task_id: v.reason for v in verdicts}
-
-
-def test_the_solution_scores_full_marks():
-    verdicts = grade(ex.submission())
-    assert points(verdicts) == FULL
-    assert all(v.reason == "all checks passed" and v.max_points == 2 and len(v.passed) == len(SPEC.tasks[0].checks)
-               for v in verdicts[:1])
-
-
-def test_the_blank_release_scores_zero():
-    verdicts = grade(ex.release())
-    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
-    assert all("NotImplementedError" in r for r in reasons(verdicts).values())
 
 
 ALTERNATIVE = {
@@ -76,28 +64,21 @@ def batch_jacobian(fn, x):
 HELPER = "def log_sigmoid_derivative(x):\n    s = torch.sigmoid(x)\n    return torch.log(s * (1 - s))\n"
 
 
-def test_correct_work_written_differently_gets_full_marks_and_grading_is_deterministic():
+
+def alternative():
     nb = ex.submission(ALTERNATIVE, added=[("sigmoid_solution", HELPER)])
     nb.cells[3].metadata["nbgrader"]["schema_version"] = 99  # stock nbgrader aborts the batch on this
     nb.cells.insert(1, {"cell_type": "code", "metadata": {"nbgrader": "garbage"}, "source": "x = 1",
                         "outputs": [], "execution_count": None})
-    first = grade(nb)
-    assert points(first) == FULL, reasons(first)
-    assert grade(nb) == first
+    return nb
 
 
-def test_a_wrong_task_loses_exactly_its_points():
-    verdicts = grade(ex.submission({
-        # self-consistent but wrong: the identity with log-det 0 matches its own Jacobian
-        "planar_solution": "def planar_forward(x, u, w, b):\n    return x.clone(), x.new_zeros(x.shape[0])\n",
-        "sigmoid_solution": ("def sigmoid_forward(x):\n"
-                             "    return torch.sigmoid(x), (F.softplus(-x) + F.softplus(x)).sum(1)\n"),
-    }, drop=("jacobian_solution",)))
-    assert points(verdicts) == {"planar": 0, "sigmoid": 1, "jacobian": 0}
-    sigmoid = verdicts[1]
-    assert sigmoid.passed == ["z = sigmoid(x)"] and "log_det" in sigmoid.failed[0]
-    assert "jacobian_solution not found" in verdicts[2].reason
-
+WRONG = {
+    # self-consistent but wrong: the identity with log-det 0 matches its own Jacobian
+    "planar_solution": "def planar_forward(x, u, w, b):\n    return x.clone(), x.new_zeros(x.shape[0])\n",
+    "sigmoid_solution": ("def sigmoid_forward(x):\n"
+                         "    return torch.sigmoid(x), (F.softplus(-x) + F.softplus(x)).sum(1)\n"),
+}
 
 CHEATS = {
     "planar_solution": '''\
@@ -122,26 +103,26 @@ def sigmoid_forward(x):
 TRANSFORMER = "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"
 
 
-def test_in_kernel_tricks_change_nothing_and_are_flagged():
-    nb = ex.submission(CHEATS, added=[("planar_solution", TRANSFORMER)])
-    verdicts = grade(nb, in_kernel={"planar_tests": 2, "sigmoid_tests": 2, "jacobian_tests": 2})
-    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
-    planar, sigmoid, jacobian = verdicts
-    assert len(planar.failed) == 2
-    assert "expected a tensor of numbers, got Anything" in sigmoid.reason
-    assert "uses the library's reference dgm_course.jacobian" in jacobian.reason
-    assert "earns no points" in jacobian.reason
-    assert all(v.in_kernel_points == 2 and v.flag.startswith("in-kernel score 2 differs") for v in verdicts)
+KILLERS = {
+    # a loop that ignores SIGINT and SIGTERM at the top level of a solution cell
+    "planar_solution": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"),
+    # 300k printed lines
+    "sigmoid_solution": ("def sigmoid_forward(x):\n    for i in range(300_000):\n        print('line', i)\n"
+                         "    return torch.sigmoid(x), x.new_zeros(x.shape[0])\n"),
+    "jacobian_solution": "import sys\ndef batch_jacobian(fn, x):\n    sys.exit(0)\n",
+}
+EXIT_AND_MEMORY_BOMB = {
+    "planar_solution": "import os\ndef planar_forward(x, u, w, b):\n    os._exit(0)\n",
+    "sigmoid_solution": "def sigmoid_forward(x):\n    hog = bytearray(64 << 30)\n    return x, x\n",
+}
+COURSE_FILES = {"source_notebooks/exercise/exercise.ipynb": "source", "gradebook.db": "grades",
+                "submitted/other/exercise/exercise.ipynb": "other student", "release/x": "x"}
 
 
-@isolated
-def test_the_reference_is_unavailable_at_run_time_and_private_files_are_unreachable(tmp_path):
-    course = {"source_notebooks/exercise/exercise.ipynb": "source", "gradebook.db": "grades",
-              "submitted/other/exercise/exercise.ipynb": "other student", "release/x": "x"}
-    for rel, text in course.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    private = [str(tmp_path / rel) for rel in course] + [str(Path(dgm_course.__file__).parent / "jacobian.py")]
+def snooping(root: Path) -> dict:
+    """A correct planar solution that adds 1 to z for every private file it could read or write."""
+    private = [str(root / rel) for rel in COURSE_FILES] + [str(Path(dgm_course.__file__).parent / "jacobian.py")]
     probe_files = f'''\
 import os
 leaks = []
@@ -168,36 +149,107 @@ def planar_forward(x, u, w, b):
 '''
     dodge = ("import importlib\nmod = importlib.import_module('dgm_' + 'course.jacobian')\n"
              "batch_jacobian = mod.batch_jacobian\n")
-    verdicts = grade(ex.submission({"planar_solution": probe_files, "jacobian_solution": dodge}))
+    return {"planar_solution": probe_files, "jacobian_solution": dodge}
+
+
+@pytest.fixture(scope="module")
+def course_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    for rel, text in COURSE_FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+NOTEBOOK_01 = Path(__file__).parents[2] / "source_notebooks" / "01_change_of_variables" / "01_change_of_variables.ipynb"
+
+
+@pytest.fixture(scope="module")
+def graded(course_tree):
+    source = ex.source_notebook()
+    scenarios = {
+        "solution": (ex.submission(), {}),
+        "release": (ex.release(), {}),
+        "alternative": (alternative(), {}),
+        "alternative again": (alternative(), {}),
+        "wrong": (ex.submission(WRONG, drop=("jacobian_solution",)), {}),
+        "cheats": (ex.submission(CHEATS, added=[("planar_solution", TRANSFORMER)]),
+                   {"in_kernel": ALL_TESTS_PASSED_IN_KERNEL}),
+        "killers": (ex.submission(KILLERS), {}),
+        "exit and memory bomb": (ex.submission(EXIT_AND_MEMORY_BOMB), {}),
+    }
+    jobs = {name: (SPEC, nb, source, kw) for name, (nb, kw) in scenarios.items()}
+    if sandbox.available_isolation() != "none":  # without isolation it would really write there
+        jobs["snooping"] = (SPEC, ex.submission(snooping(course_tree)), source, {})
+    if NOTEBOOK_01.exists():
+        nb01 = json.loads(NOTEBOOK_01.read_text())
+        jobs["01 solution"] = ("01_change_of_variables", nb01, nb01, {})
+        jobs["01 release"] = ("01_change_of_variables", ex.blank(nb01), nb01, {})
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(verify_submission, spec, nb, src, seed=SEED, **kw)
+                   for name, (spec, nb, src, kw) in jobs.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def test_the_solution_scores_full_marks(graded):
+    verdicts = graded["solution"]
+    assert points(verdicts) == FULL
+    assert all(v.reason == "all checks passed" and v.failed == [] and v.max_points == 2 for v in verdicts)
+    assert verdicts[0].passed == [c.name for c in SPEC.tasks[0].checks]
+
+
+def test_the_blank_release_scores_zero(graded):
+    assert points(graded["release"]) == ZERO
+    assert all("NotImplementedError" in r for r in reasons(graded["release"]).values())
+
+
+def test_correct_work_written_differently_gets_full_marks_and_grading_is_deterministic(graded):
+    assert points(graded["alternative"]) == FULL, reasons(graded["alternative"])
+    assert graded["alternative again"] == graded["alternative"]
+
+
+def test_a_wrong_task_loses_exactly_its_points(graded):
+    verdicts = graded["wrong"]
+    assert points(verdicts) == {"planar": 0, "sigmoid": 1, "jacobian": 0}
+    planar, sigmoid, jacobian = verdicts
+    assert len(planar.failed) == 2  # the identity fails both the reference and the grader's Jacobian
+    assert sigmoid.passed == ["z = sigmoid(x)"] and "log_det" in sigmoid.failed[0]
+    assert "jacobian_solution not found" in jacobian.reason
+
+
+def test_in_kernel_tricks_change_nothing_and_are_flagged(graded):
+    verdicts = graded["cheats"]
+    assert points(verdicts) == ZERO
+    planar, sigmoid, jacobian = verdicts
+    assert len(planar.failed) == 2
+    assert "expected a tensor of numbers, got Anything" in sigmoid.reason
+    assert "uses the library's reference dgm_course.jacobian" in jacobian.reason
+    assert "earns no points" in jacobian.reason
+    assert all(v.in_kernel_points == 2 and v.flag.startswith("in-kernel score 2 differs") for v in verdicts)
+    assert graded["solution"][0].flag is None
+
+
+@isolated
+def test_the_reference_is_unavailable_at_run_time_and_private_files_are_unreachable(graded, course_tree):
+    verdicts = graded["snooping"]
     assert points(verdicts) == {"planar": 2, "sigmoid": 2, "jacobian": 0}, reasons(verdicts)
     assert "not available while grading" in verdicts[2].reason
-    for rel, text in course.items():
-        assert (tmp_path / rel).read_text() == text
-    assert list(tmp_path.rglob("new.txt")) == []
+    for rel, text in COURSE_FILES.items():
+        assert (course_tree / rel).read_text() == text
+    assert list(course_tree.rglob("new.txt")) == []
 
 
-def test_a_step_that_kills_the_worker_costs_only_its_task():
-    verdicts = grade(ex.submission({
-        # a loop that ignores SIGINT and SIGTERM at the top level of a solution cell
-        "planar_solution": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n"),
-        # 300k printed lines
-        "sigmoid_solution": ("def sigmoid_forward(x):\n    for i in range(300_000):\n        print('line', i)\n"
-                             "    return torch.sigmoid(x), x.new_zeros(x.shape[0])\n"),
-        "jacobian_solution": "import sys\ndef batch_jacobian(fn, x):\n    sys.exit(0)\n",
-    }))
-    assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
+def test_a_step_that_kills_the_worker_costs_only_its_task(graded):
+    verdicts = graded["killers"]
+    assert points(verdicts) == ZERO
     planar, sigmoid, jacobian = reasons(verdicts).values()
     assert "planar_solution: the wall-clock limit was reached" in planar
     assert "output limit" in sigmoid
     assert "SystemExit" in jacobian
 
 
-def test_exit_and_memory_bomb_cost_their_task_and_spare_the_others():
-    verdicts = grade(ex.submission({
-        "planar_solution": "import os\ndef planar_forward(x, u, w, b):\n    os._exit(0)\n",
-        "sigmoid_solution": "def sigmoid_forward(x):\n    hog = bytearray(64 << 30)\n    return x, x\n",
-    }))
+def test_exit_and_memory_bomb_cost_their_task_and_spare_the_others(graded):
+    verdicts = graded["exit and memory bomb"]
     assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 2}
     assert "exited early" in verdicts[0].reason
     assert "MemoryError" in verdicts[1].reason
@@ -233,3 +285,25 @@ def test_the_seed_is_the_graders_and_stable():
     assert grading_seed("dgm", "exercise", "student-1") == SEED
     assert grading_seed("dgm", "exercise", "student-2") != SEED
     assert json.loads(json.dumps(SEED)) == SEED
+
+
+def test_the_workers_library_holds_no_grader_and_no_hidden_reference(tmp_path):
+    _worker_library(tmp_path, ("dgm_course.jacobian.batch_jacobian", "dgm_course.flows.residual"))
+    lib = tmp_path / "dgm_course"
+    course = sorted(p.name for p in (lib / "course").iterdir())
+    assert "verify.py" not in course and "sandbox.py" not in course and "specs" not in course
+    assert "kernel.py" in course
+    jacobian = (lib / "jacobian.py").read_text()
+    assert "def batch_jacobian" not in jacobian and "def assert_close" in jacobian
+    assert "'batch_jacobian'" not in jacobian.split("__all__")[1].split("]")[0]
+    compile(jacobian, "jacobian.py", "exec")
+    assert "class Planar" not in (lib / "flows" / "residual.py").read_text()
+
+
+@pytest.mark.skipif(not NOTEBOOK_01.exists(), reason="notebook 01 not in this checkout")
+def test_notebook_01_solution_scores_full_marks_and_its_release_zero(graded):
+    assert {v.task_id: (v.points, v.max_points) for v in graded["01 solution"]} == {
+        "log_prob_transformed": (3, 3), "batch_jacobian": (3, 3), "log_abs_det": (2, 2), "elementwise_log_det": (2, 2)}
+    blank = graded["01 release"]
+    assert [v.points for v in blank] == [0, 0, 0, 0]
+    assert all("NotImplementedError" in v.reason for v in blank)

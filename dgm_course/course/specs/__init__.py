@@ -13,7 +13,8 @@ assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
   Jacobians computed with :mod:`dgm_course.jacobian` on the *reference* map;
 - ``checks``: which output is compared with which expected value, the points and the tolerances;
 - ``forbidden``: library names that would answer the task (statically detected, 0 points), and
-  the spec's ``hidden_modules``: library modules replaced by stubs inside the worker.
+  the spec's ``hidden``: library modules or objects removed from the worker's copy of the library
+  (keep what the trusted set-up cells import).
 
 Probes run beside student code and may be fooled; that is harmless, because only the numbers they
 return are graded, and only against values the grader computed itself.

@@ -119,16 +119,21 @@ def _blank(source: str) -> str:
     return "".join(out)
 
 
-def release() -> dict:
-    """The student version: solution regions blanked, hidden tests removed (as nbgrader does)."""
-    nb = source_notebook()
-    for c in nb.cells:
-        if c.cell_type == "code":
-            src = c.source
-            if c.metadata.get("nbgrader", {}).get("grade"):
+def blank(nb: dict) -> dict:
+    """The student version of a source notebook: solution regions blanked, hidden tests removed
+    (as ``nbgrader generate_assignment`` does)."""
+    nb = copy.deepcopy(nb)
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            src = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade"):
                 src = src.split("### BEGIN HIDDEN TESTS")[0]
-            c.source = _blank(src)
+            c["source"] = _blank(src)
     return nb
+
+
+def release() -> dict:
+    return nbformat.from_dict(blank(source_notebook()))
 
 
 def submission(answers: dict[str, str] | None = None, added: list[tuple[str, str]] = (),
