@@ -97,12 +97,15 @@ def _planar_u_hat(u: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
 
     :math:`m(a) = -1 + \operatorname{softplus}(a) > -1`. The scalar :math:`w^\top\hat u` is
     returned from the formula rather than a dot product, so it is :math:`\ge -1` in floating
-    point too. ``w = 0`` gives :math:`\hat u = u` (the flow is then a shift).
+    point too. At ``w = 0`` there is nothing to fix (:math:`g` is a shift): :math:`\hat u = u`
+    and :math:`w^\top\hat u = 0`, so a zero-initialized ``w`` gives log-det 0.
     """
     wu = w @ u
-    wu_hat = -1 + F.softplus(wu)
-    norm2 = (w @ w).clamp_min(torch.finfo(w.dtype).tiny)
-    return u + (wu_hat - wu) * w / norm2, wu_hat
+    norm2 = w @ w
+    # tiny (the smallest normal float) also keeps the division finite, so gradients stay finite at w = 0
+    fixable = norm2 >= torch.finfo(w.dtype).tiny
+    m = torch.where(fixable, -1 + F.softplus(wu), wu)
+    return u + (m - wu) / norm2.clamp_min(torch.finfo(w.dtype).tiny) * w, m
 
 
 class Planar(Flow):
