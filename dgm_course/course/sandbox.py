@@ -18,26 +18,32 @@ Mechanism (``isolation="namespace"``, the default wherever it works):
    ``hide`` paths inside the visible trees (e.g. an installed copy of the reference library) are
    covered by empty read-only tmpfs mounts.
 3. It drops privileges: no-new-privileges, an empty capability bounding set, and as real root a
-   switch to the unprivileged user ``nobody``; the new root itself is remounted read-only.
+   switch to an unused uid of its own (so concurrent runs share no process count and cannot
+   signal each other); the new root itself is remounted read-only.
 4. Limits: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
-   ``RLIMIT_NPROC``, no core files; the scratch tmpfs has a size. The *parent* enforces the
+   ``RLIMIT_NPROC``, no core files; the scratch tmpfs has a size. A seccomp filter refuses new
+   processes (``fork``, ``vfork``, ``clone`` without ``CLONE_THREAD``; threads stay allowed), so
+   the memory limit of the one process is the memory limit of the run: a fork bomb cannot
+   multiply it. (``Limits(fork=True)`` lifts the filter; then ``nproc`` bounds the processes and
+   the memory is ``nproc`` times the limit.) The *parent* enforces the
    wall-clock limit by SIGKILL to the whole process group (the worker is pid 1 of its pid
    namespace, so all its descendants die with it), which a loop ignoring SIGINT/SIGTERM cannot
    catch. stdout and stderr are read concurrently and capped: past its cap the process is killed
    (``output_limited``), so an output bomb costs neither memory nor disk.
 
 What it leaves open: reading the world-readable system files and Python packages that are
-mounted (they are the same on every student's machine); the shared kernel (no seccomp filter:
-a kernel exploit is not contained), CPU and cache timing side channels, and the CPU time of the
+mounted (they are the same on every student's machine); the shared kernel (the seccomp filter
+only forbids new processes: a kernel exploit is not contained), CPU and cache timing side channels, and the CPU time of the
 machine up to the limits. The worker can write only to its scratch tmpfs, which vanishes with it;
 it has no network (an empty network namespace) and sees no other process.
 
 Fallback (``isolation="none"``, used only when namespaces are unavailable, e.g. in a container
 without ``CAP_SYS_ADMIN`` and without user namespaces, and reported in every result): the limits,
-scrubbed environment, scratch folder and process-group kill still apply, but the worker sees the
-whole file system with the grader's permissions and can open network connections; a process that
-calls ``setsid`` can outlive the run (its CPU time is still capped by ``RLIMIT_CPU``). Graders
-should refuse this level for real grading (see ``require``).
+the seccomp filter, the scrubbed environment, the scratch folder and the process-group kill still
+apply, but the worker sees the whole file system with the grader's permissions and can open
+network connections; with ``fork=True`` a process that calls ``setsid`` can outlive the run (its
+CPU time is still capped by ``RLIMIT_CPU``). Graders should refuse this level for real grading
+(see ``require``).
 
 Example:
     >>> import sys
@@ -66,7 +72,6 @@ __all__ = ["Limits", "SandboxResult", "SandboxError", "run", "available_isolatio
 
 JOB_DIR = "/job"  # where the read-only job folder appears inside the namespace
 SCRATCH_DIR = "/scratch"
-NOBODY = 65534
 _SETUP_OK = b"ready\n"
 _SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 _ETC_FILES = ["passwd", "group", "nsswitch.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
@@ -87,7 +92,8 @@ class Limits:
     file_mb: int = 64  # largest file the worker may write
     scratch_mb: int = 256  # size of the scratch tmpfs
     nofile: int = 256
-    nproc: int = 512  # processes and threads of the worker's user
+    nproc: int = 256  # threads (and processes, where allowed) of the worker's user
+    fork: bool = False  # allow child processes (off: threads only, see _forbid_fork)
     stdout_bytes: int = 64 << 20
     stderr_bytes: int = 1 << 20
 
@@ -143,6 +149,8 @@ def _worker_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
         "MKL_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": os.path.join(home, ".mpl"),
+        "USER": "student",  # the run's uid has no passwd entry; getpass.getuser() reads these
+        "LOGNAME": "student",
     }
     env.update(extra or {})
     return env
@@ -234,6 +242,10 @@ def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
 
         for name, value in rl:
             resource.setrlimit(getattr(resource, name), (value, value))
+        if not limits.fork:
+            _, libc = _libc()
+            _check(libc.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+            _forbid_fork(libc)
 
     proc = subprocess.Popen(_subst(argv, job), cwd=scratch, env=full_env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -253,7 +265,8 @@ def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, 
         "hide": [str(Path(p).resolve()) for p in hide],
         "job": job,
         "scratch_mb": limits.scratch_mb,
-        "drop_to_nobody": mode == "namespace",
+        "uid": _run_uid() if mode == "namespace" else 0,
+        "fork": limits.fork,
         "rlimits": _rlimits(limits),
         "argv": _subst(argv, JOB_DIR),
         "env": _worker_env({k: v.replace("{job}", JOB_DIR) for k, v in env.items()}, SCRATCH_DIR),
@@ -357,6 +370,50 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
 # The launcher: runs inside the new namespaces as (namespace-)root, builds the root, drops
 # privileges, applies the limits and execs the worker. Standard library only.
 
+def _run_uid() -> int:
+    """An unused uid for one run, so that concurrent runs share neither RLIMIT_NPROC nor signals."""
+    import secrets
+
+    return 0x30000 + secrets.randbelow(0x10000)
+
+
+# seccomp: refuse fork, vfork and clone without CLONE_THREAD (threads stay allowed); clone3 says
+# ENOSYS so that libc falls back to clone. A 32-bit or x32 system call is refused too.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58}),
+                 "aarch64": (0xC00000B7, {"clone": 220})}
+
+
+def _forbid_fork(libc) -> None:
+    """Install the seccomp filter; without one for this machine, RLIMIT_NPROC alone bounds forks."""
+    import ctypes
+    import errno
+    import struct
+
+    arch = _SECCOMP_ARCH.get(platform.machine())
+    if arch is None:
+        return
+    audit, nrs = arch
+    allow, kill = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+    ld, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, kill), (ld, 0, 0, 0),
+            (jge, 0, 1, 0x40000000), (ret, 0, 0, eperm),  # x32 system calls
+            (jeq, 0, 1, 435), (ret, 0, 0, enosys)]  # clone3
+    for name in ("fork", "vfork"):
+        if name in nrs:
+            prog += [(jeq, 0, 1, nrs[name]), (ret, 0, 0, eperm)]
+    prog += [(jeq, 0, 3, nrs["clone"]), (ld, 0, 0, 16), (jset, 1, 0, 0x00010000),  # CLONE_THREAD
+             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw)
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Prog(len(prog), ctypes.addressof(buf))
+    _check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(SECCOMP)")  # SECCOMP_MODE_FILTER
+
+
 _MS = {"RDONLY": 1, "NOSUID": 2, "NODEV": 4, "NOEXEC": 8, "REMOUNT": 32, "NOATIME": 1024, "NODIRATIME": 2048,
        "BIND": 4096, "REC": 16384, "PRIVATE": 1 << 18, "RELATIME": 1 << 21}
 _PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217, "i686": 217}
@@ -422,7 +479,7 @@ def _launch(config: dict, status_fd: int) -> None:
     import resource
 
     root = config["newroot"]
-    user = NOBODY if config["drop_to_nobody"] else 0
+    user = config["uid"]
     _mount(None, "/", None, _MS["REC"] | _MS["PRIVATE"])
     _mount("tmpfs", root, "tmpfs", _MS["NOSUID"] | _MS["NODEV"], "size=4m,mode=755")
     for path in config["binds"]:
@@ -477,12 +534,14 @@ def _launch(config: dict, status_fd: int) -> None:
         else 40
     for cap in range(last_cap + 1):
         libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-    if user:
+    if user:  # a user of its own: no other process shares its limits or can signal it
         os.setgroups([])
         os.setgid(user)
         os.setuid(user)
     for name, value in config["rlimits"]:
         resource.setrlimit(getattr(resource, name), (value, value))
+    if not config["fork"]:
+        _forbid_fork(libc)
     os.write(status_fd, _SETUP_OK)
     os.execve(config["argv"][0], config["argv"], config["env"])
 

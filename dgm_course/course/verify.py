@@ -414,6 +414,10 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
             lines = lines[1:]
         return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
 
+    class Names(dict):  # what a probe sees: a missing name reads as in a notebook
+        def __missing__(self, key):
+            raise NameError(f"name {key!r} is not defined")
+
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
@@ -442,7 +446,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
                 inputs = {k: f[k] for k in f.files}
             probe_ns = {"__name__": "probe"}
             exec(compile(t["probe_source"], "<probe>", "exec"), probe_ns)
-            out = probe_ns[t["probe_name"]](ns, inputs)
+            out = probe_ns[t["probe_name"]](Names(ns), inputs)
             arrays = {}
             for k, v in dict(out).items():
                 if type(v).__module__.startswith("torch") and hasattr(v, "detach"):

@@ -207,6 +207,22 @@ def test_exit_status_comes_back(code, status):
         assert r.returncode == status and not r.ok and "status" in r.describe()
 
 
+def test_new_processes_are_refused_but_threads_work():
+    r = py("""
+        import os, subprocess, threading
+        for spawn in (os.fork, lambda: subprocess.run(["/bin/true"])):
+            try:
+                spawn()
+                print("spawned")
+            except OSError as e:
+                print(type(e).__name__)
+        t = threading.Thread(target=print, args=("thread",))
+        t.start()
+        t.join()
+    """)
+    assert (r.returncode, r.stdout) == (0, b"PermissionError\nPermissionError\nthread\n"), r.stderr
+
+
 @isolated
 def test_descendants_die_with_the_worker():
     r = py("""
@@ -216,8 +232,27 @@ def test_descendants_die_with_the_worker():
             while True:
                 time.sleep(1)  # holds stdout open: the run must not wait for it
         print("parent done")
-    """, Limits(wall_s=15))
+    """, Limits(wall_s=15, fork=True))
     assert (r.returncode, r.stdout, r.timed_out) == (0, b"parent done\n", False)
+
+
+@pytest.mark.skipif(not sandbox._mode_works("userns"), reason="no unprivileged user namespaces here")
+def test_the_unprivileged_level_isolates_too(tmp_path):
+    secret = tmp_path / "gradebook.db"
+    secret.write_text("grades")
+    r = py(f"""
+        import os
+        for p in [{str(secret)!r}, "/usr/x"]:
+            try:
+                open(p, "a").write("x")
+                print("wrote", p)
+            except OSError:
+                pass
+        print(os.path.exists({str(secret)!r}), sorted(os.listdir("/")))
+    """, isolation="userns")
+    assert r.isolation == "userns" and r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"False [")
+    assert secret.read_text() == "grades"
 
 
 def test_fallback_level_is_reported_and_can_be_refused():

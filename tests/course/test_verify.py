@@ -181,6 +181,8 @@ def graded(course_tree):
     jobs = {name: (SPEC, nb, source, kw) for name, (nb, kw) in scenarios.items()}
     if sandbox.available_isolation() != "none":  # without isolation it would really write there
         jobs["snooping"] = (SPEC, ex.submission(snooping(course_tree)), source, {})
+    if sandbox._mode_works("userns"):  # the level a grader without root gets
+        jobs["solution, unprivileged"] = (SPEC, ex.submission(), source, {"isolation": "userns"})
     if NOTEBOOK_01.exists():
         nb01 = json.loads(NOTEBOOK_01.read_text())
         jobs["01 solution"] = ("01_change_of_variables", nb01, nb01, {})
@@ -196,6 +198,9 @@ def test_the_solution_scores_full_marks(graded):
     assert points(verdicts) == FULL
     assert all(v.reason == "all checks passed" and v.failed == [] and v.max_points == 2 for v in verdicts)
     assert verdicts[0].passed == [c.name for c in SPEC.tasks[0].checks]
+    assert {v.isolation for v in verdicts} == {sandbox.available_isolation()}
+    if "solution, unprivileged" in graded:
+        assert [(v.points, v.isolation) for v in graded["solution, unprivileged"]] == [(2, "userns")] * 3
 
 
 def test_the_blank_release_scores_zero(graded):
@@ -244,6 +249,7 @@ def test_a_step_that_kills_the_worker_costs_only_its_task(graded):
     assert points(verdicts) == ZERO
     planar, sigmoid, jacobian = reasons(verdicts).values()
     assert "planar_solution: the wall-clock limit was reached" in planar
+    assert "NameError: name 'planar_forward' is not defined" in planar
     assert "output limit" in sigmoid
     assert "SystemExit" in jacobian
 
