@@ -42,18 +42,21 @@ import importlib
 import inspect
 import io
 import json
+import math
 import os
 import re
 import shutil
 import sys
 import tempfile
 import textwrap
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npformat
 import torch
 
 from . import sandbox
@@ -150,7 +153,8 @@ class TaskVerdict:
     """The verified result of one task; ``reason`` is the feedback shown to the student.
 
     ``in_kernel_points``: what nbgrader's in-kernel tests gave (when passed in); ``flag`` says
-    why it differs from the verified ``points``. ``isolation``: the sandbox level used.
+    why it differs from the verified ``points``. ``isolation``: the sandbox level used
+    (``"not run"`` when no student code had to run).
     """
 
     task_id: str
@@ -337,7 +341,7 @@ def _used_names(code: str) -> list[tuple[str, int]]:
 
 def _resolve(dotted: str):
     """The object a ``dgm_course`` dotted name denotes in the grader, or None."""
-    if not dotted.startswith("dgm_course"):
+    if dotted != "dgm_course" and not dotted.startswith("dgm_course."):
         return None
     parts = dotted.split(".")
     for k in range(len(parts), 0, -1):
@@ -629,8 +633,25 @@ def _clean(text: str) -> str:
 
 
 def _load_outputs(payload: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(payload), allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    """The arrays of an uncompressed ``.npz``, numbers only, read without trusting its headers.
+
+    Every member must be stored (no zip bomb) and hold no more data than its header's shape
+    promises (no huge allocation from a forged shape); ``allow_pickle=False`` refuses objects.
+    """
+    out = {}
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"unexpected member {info.filename!r}")
+            with zf.open(info) as f:
+                version = npformat.read_magic(f)
+                read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject or dtype.kind not in "biuf" or math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{info.filename}: not a plain array of numbers")
+            with zf.open(info) as f:
+                out[info.filename[:-4]] = npformat.read_array(f, allow_pickle=False)
+    return out
 
 
 def _run_checks(task: Task, outputs: dict[str, np.ndarray], expected: dict[str, torch.Tensor]):
@@ -673,7 +694,9 @@ def verify_submission(
     one. ``isolation`` / ``require``: passed to :func:`dgm_course.course.sandbox.run`.
 
     Never raises because of the submission (an unreadable notebook scores 0 with the reason);
-    raises :class:`SpecError` when the spec does not fit the source notebook.
+    raises :class:`SpecError` when the spec does not fit the source notebook and
+    :class:`~dgm_course.course.sandbox.SandboxError` when the sandbox cannot start (both are the
+    grader's problems: retry or stop, never score them as the student's).
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
     source = notebook_cells(_read_notebook(source_notebook))
@@ -682,7 +705,7 @@ def verify_submission(
         submitted = notebook_cells(_read_notebook(submitted_notebook))
     except (OSError, ValueError) as exc:
         return _finish(spec, {t.task_id: (0.0, [], [], f"the notebook could not be read ({type(exc).__name__})")
-                              for t in spec.tasks}, in_kernel, "none")
+                              for t in spec.tasks}, in_kernel, "not run")
     program, missing = _program(spec, source, submitted)
     student_code = [(label, src) for kind, label, _, src in program if kind == "student"]
     settled: dict[str, tuple[float, list, list, str]] = {}
@@ -698,7 +721,7 @@ def verify_submission(
         inputs[t.task_id], seeds[t.task_id] = _draw(t, seed)
     todo = [t for t in spec.tasks if t.task_id not in settled]
     if not todo:
-        return _finish(spec, settled, in_kernel, "none")
+        return _finish(spec, settled, in_kernel, "not run")
     outputs, cell_errors, level = _run_worker(spec, program, todo, inputs, seeds, isolation, require)
     for t in todo:
         cell_notes = [f"{label}: {cell_errors[i]}" for i, (kind, label, tids, _) in enumerate(program)
@@ -721,7 +744,7 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
     cell_errors: dict[int, str] = {}
     skip_cells: set[int] = set()
     budget = spec.wall_seconds
-    level = "none"
+    level = "not run"
     job = Path(tempfile.mkdtemp(prefix="dgm-verify-"))
     try:
         _write_job(job, spec, program, inputs, seeds)

@@ -6,16 +6,20 @@ Each scenario grades a whole notebook in the sandbox (seconds: the worker import
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dgm_course
 from dgm_course.course import sandbox
 from dgm_course.course.verify import (
     SpecError,
+    _load_outputs,
     _used_names,
     _worker_library,
     grading_seed,
@@ -313,3 +317,34 @@ def test_notebook_01_solution_scores_full_marks_and_its_release_zero(graded):
     blank = graded["01 release"]
     assert [v.points for v in blank] == [0, 0, 0, 0]
     assert all("NotImplementedError" in v.reason for v in blank)
+
+
+def _npz(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def test_results_are_read_as_plain_numbers_only():
+    z = np.arange(6.0).reshape(2, 3)
+    assert _load_outputs(_npz({"z.npy": _npy(z)}))["z"].tolist() == z.tolist()
+    header = io.BytesIO()  # a shape of 10^10 entries on 4 entries of data: a huge allocation
+    np.lib.format.write_array_header_1_0(header, {"shape": (10**10,), "fortran_order": False, "descr": "<f8"})
+    lying = header.getvalue() + np.zeros(4).tobytes()
+    forged = [
+        _npz({"z.npy": _npy(z)}, zipfile.ZIP_DEFLATED),  # compressed: could be a zip bomb
+        _npz({"z.npy": _npy(np.array([object()], dtype=object))}),  # an object: needs pickle
+        _npz({"z.npy": lying}),
+        _npz({"z.pkl": b"anything"}),
+    ]
+    for payload in forged:
+        with pytest.raises(ValueError):
+            _load_outputs(payload)
