@@ -305,9 +305,9 @@ def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
 def _used_names(code: str) -> list[tuple[str, int]]:
     """Dotted names (``dgm_course.flows.Planar``) that the code imports or reaches, with lines."""
     try:
-        tree = ast.parse(code)
+        tree = ast.parse(_strip_magics(code))
     except SyntaxError:
-        return []
+        return []  # it cannot run either
     alias: dict[str, str] = {}
     star: list[str] = []
     used: list[tuple[str, int]] = []
@@ -378,12 +378,21 @@ def _forbidden_use(task: Task, student_cells: list[tuple[str, str]]) -> str | No
 # The worker (runs inside the sandbox; only this function's source is shipped)
 
 
+def _strip_magics(src: str) -> str:
+    """Plain Python from a cell: IPython magics and shell escapes (``%...``, ``!...``) become ``pass``."""
+    import re
+
+    lines = src.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        lines = lines[1:]
+    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
+
+
 def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
     import builtins
     import io
     import json
     import os
-    import re
     import sys
     import traceback
     import types
@@ -412,12 +421,6 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
         text = str(exc)[:300]
         return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
-    def strip_magics(src):
-        lines = src.splitlines()
-        if lines and lines[0].lstrip().startswith("%%"):
-            lines = lines[1:]
-        return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
-
     class Names(dict):  # what a probe sees: a missing name reads as in a notebook
         def __missing__(self, key):
             raise NameError(f"name {key!r} is not defined")
@@ -432,7 +435,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
         emit({"event": "start", "step": f"cell:{i}"})
         error = None
         try:
-            exec(compile(strip_magics(src), f"<cell {label}>", "exec"), ns)
+            exec(compile(_strip_magics(src), f"<cell {label}>", "exec"), ns)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
             error = describe(exc)
         sys.stdout.flush()
@@ -604,7 +607,7 @@ def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], int]:
 
 
 def _write_job(job: Path, spec: AssignmentSpec, program, inputs: dict, seeds: dict) -> None:
-    worker = textwrap.dedent(inspect.getsource(_worker_main)) + "\n\n_worker_main()\n"
+    worker = "\n\n".join(inspect.getsource(f) for f in (_strip_magics, _worker_main)) + "\n\n_worker_main()\n"
     (job / "worker.py").write_text(worker)
     tasks = []
     for i, t in enumerate(spec.tasks):

@@ -286,6 +286,7 @@ def test_a_spec_that_does_not_fit_the_source_is_the_instructors_error():
     ("from dgm_course import jacobian as J\nJ.batch_jacobian(f, x)", "dgm_course.jacobian.batch_jacobian"),
     ("import dgm_course.jacobian\ndgm_course.jacobian.batch_jacobian", "dgm_course.jacobian.batch_jacobian"),
     ("importlib.import_module('dgm_course.flows.residual')", "dgm_course.flows.residual"),
+    ("%time x = 1\nfrom dgm_course.flows import Planar", "dgm_course.flows.Planar"),  # a magic hides nothing
 ])
 def test_static_detection_follows_aliases(code, name):
     assert name in [n for n, _ in _used_names(code)]
