@@ -68,6 +68,7 @@ __all__ = [
     "AssignmentSpec",
     "TaskVerdict",
     "SpecError",
+    "SetupError",
     "verify_submission",
     "load_spec",
     "grading_seed",
@@ -79,6 +80,10 @@ MAX_NOTEBOOK_BYTES = 20 << 20
 
 class SpecError(ValueError):
     """The spec does not fit the source notebook (an instructor's error, never a student's)."""
+
+
+class SetupError(RuntimeError):
+    """A trusted set-up cell failed before any student code ran: the grading environment is broken."""
 
 
 @dataclass(frozen=True)
@@ -697,8 +702,9 @@ def verify_submission(
     one. ``isolation`` / ``require``: passed to :func:`dgm_course.course.sandbox.run`.
 
     Never raises because of the submission (an unreadable notebook scores 0 with the reason);
-    raises :class:`SpecError` when the spec does not fit the source notebook and
-    :class:`~dgm_course.course.sandbox.SandboxError` when the sandbox cannot start (both are the
+    raises :class:`SpecError` when the spec does not fit the source notebook,
+    :class:`SetupError` when a trusted set-up cell fails before any student code ran, and
+    :class:`~dgm_course.course.sandbox.SandboxError` when the sandbox cannot start (all are the
     grader's problems: retry or stop, never score them as the student's).
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
@@ -782,6 +788,7 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
                         outputs[name] = _load_outputs(payload)
                     except Exception:  # noqa: BLE001 - anything that is not a plain npz
                         outputs[name] = "the results could not be read as numbers"
+            _raise_if_setup_failed(program, cell_errors)
             finished = events.started is None and all(t.task_id in outputs for t in left)
             if result.ok and not events.broken and finished:
                 break
@@ -802,11 +809,21 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
             else:
                 cell_errors[int(name)] = why
                 skip_cells.add(int(name))
+            _raise_if_setup_failed(program, cell_errors)
         for t in todo:
             outputs.setdefault(t.task_id, "the submission's time budget was used up")
     finally:
         shutil.rmtree(job, ignore_errors=True)
     return outputs, cell_errors, level
+
+
+def _raise_if_setup_failed(program, cell_errors: dict[int, str]) -> None:
+    """A set-up cell that failed before any student cell ran is the grader's problem, not a 0."""
+    for i, (kind, label, _, _) in enumerate(program):
+        if kind == "student":
+            return
+        if i in cell_errors:
+            raise SetupError(f"the trusted set-up cell {label} failed: {cell_errors[i]}")
 
 
 def _finish(spec, settled, in_kernel, level) -> list[TaskVerdict]:

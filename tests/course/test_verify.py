@@ -18,6 +18,7 @@ import pytest
 import dgm_course
 from dgm_course.course import sandbox
 from dgm_course.course.verify import (
+    SetupError,
     SpecError,
     _load_outputs,
     _used_names,
@@ -191,10 +192,13 @@ def graded(course_tree):
         nb01 = json.loads(NOTEBOOK_01.read_text())
         jobs["01 solution"] = ("01_change_of_variables", nb01, nb01, {})
         jobs["01 release"] = ("01_change_of_variables", ex.blank(nb01), nb01, {})
+    broken = ex.source_notebook()
+    broken.cells[1].source += "raise RuntimeError('no torch on this grading machine')\n"
+    jobs["broken setup"] = (SPEC, ex.submission(), broken, {})
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(verify_submission, spec, nb, src, seed=SEED, **kw)
                    for name, (spec, nb, src, kw) in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
+        return {name: f.exception() or f.result() for name, f in futures.items()}
 
 
 def test_the_solution_scores_full_marks(graded):
@@ -263,6 +267,11 @@ def test_exit_and_memory_bomb_cost_their_task_and_spare_the_others(graded):
     assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 2}
     assert "exited early" in verdicts[0].reason
     assert "MemoryError" in verdicts[1].reason
+
+
+def test_a_broken_setup_is_the_graders_error_not_a_zero(graded):
+    assert isinstance(graded["broken setup"], SetupError)
+    assert "setup failed: RuntimeError: no torch on this grading machine" in str(graded["broken setup"])
 
 
 def test_an_unreadable_notebook_scores_zero_without_raising(tmp_path):
