@@ -70,6 +70,7 @@ __all__ = [
     "SpecError",
     "SetupError",
     "verify_submission",
+    "gradebook_scores",
     "load_spec",
     "grading_seed",
     "notebook_cells",
@@ -815,6 +816,24 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
     finally:
         shutil.rmtree(job, ignore_errors=True)
     return outputs, cell_errors, level
+
+
+def gradebook_scores(spec: AssignmentSpec | str, verdicts: list[TaskVerdict], source_notebook) -> dict[str, float]:
+    """The verified score of every test cell (by ``grade_id``), for the gradebook.
+
+    A task's points are split over its test cells in proportion to their points (one test cell
+    per task, the usual case, simply gets the task's points).
+    """
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    max_points = {c.grade_id: c.points for c in notebook_cells(_read_notebook(source_notebook)) if c.grade_id}
+    by_task = {v.task_id: v for v in verdicts}
+    scores = {}
+    for t in spec.tasks:
+        v = by_task[t.task_id]
+        share = v.points / v.max_points if v.max_points else 0.0
+        for tid in t.test_ids:
+            scores[tid] = share * max_points[tid]
+    return scores
 
 
 def _raise_if_setup_failed(program, cell_errors: dict[int, str]) -> None:

@@ -24,6 +24,7 @@ from dgm_course.course.verify import (
     _used_names,
     _worker_library,
     grading_seed,
+    gradebook_scores,
     verify_submission,
 )
 
@@ -228,6 +229,11 @@ def test_a_wrong_task_loses_exactly_its_points(graded):
     assert len(planar.failed) == 2  # the identity fails both the reference and the grader's Jacobian
     assert sigmoid.passed == ["z = sigmoid(x)"] and "log_det" in sigmoid.failed[0]
     assert "jacobian_solution not found" in jacobian.reason
+
+
+def test_verified_scores_go_to_the_test_cells(graded):
+    scores = gradebook_scores(SPEC, graded["wrong"], ex.source_notebook())
+    assert scores == {"planar_tests": 0.0, "sigmoid_tests": 1.0, "jacobian_tests": 0.0}
 
 
 def test_in_kernel_tricks_change_nothing_and_are_flagged(graded):
