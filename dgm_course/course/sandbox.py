@@ -236,14 +236,13 @@ def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
     os.makedirs(os.path.join(scratch, "tmp"))
     full_env = _worker_env({k: v.replace("{job}", job or "") for k, v in env.items()}, scratch)
     rl = _rlimits(limits)
+    _, libc = _libc()
+    import resource
 
-    def preexec():  # runs in the child between fork and exec
-        import resource
-
+    def preexec():  # runs in the child between fork and exec: no imports, no allocations to speak of
         for name, value in rl:
             resource.setrlimit(getattr(resource, name), (value, value))
         if not limits.fork:
-            _, libc = _libc()
             _check(libc.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
             _forbid_fork(libc)
 
@@ -342,6 +341,9 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
                         step_deadline = time.monotonic() + step
             if limited:
                 break
+    except BaseException:
+        _kill_group(proc)  # e.g. an exception from watch: never leave the worker running
+        raise
     finally:
         sel.close()
         if timed_out or limited:
@@ -420,11 +422,10 @@ _PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "
 
 
 def _libc():
+    """The C library's functions through the interpreter's own symbols (no ``ldconfig`` lookup)."""
     import ctypes
-    import ctypes.util
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    return ctypes, libc
+    return ctypes, ctypes.CDLL(None, use_errno=True)
 
 
 def _check(ret: int, what: str) -> None:
