@@ -424,7 +424,10 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
             return f"SyntaxError: {exc.msg} (line {exc.lineno})"
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
         where = f" ({frames[-1].filename[1:-1]}, line {frames[-1].lineno})" if frames else ""
-        text = str(exc)[:300]
+        try:
+            text = str(exc)[:300]
+        except BaseException:  # noqa: BLE001 - a student's exception may not even print
+            text = "(unprintable)"
         return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
     class Names(dict):  # what a probe sees: a missing name reads as in a notebook
