@@ -181,10 +181,16 @@ def grading_seed(course_id: str, assignment_id: str, student_id: str) -> int:
 
 
 def load_spec(assignment_id: str) -> AssignmentSpec:
-    """The ``SPEC`` of ``dgm_course.course.specs.<assignment_id>``."""
+    """The ``SPEC`` of ``dgm_course.course.specs.<assignment_id>``; :class:`SpecError` if there is none."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", assignment_id):
         raise SpecError(f"not an assignment id: {assignment_id!r}")
-    module = importlib.import_module(f"{__package__}.specs.{assignment_id}")
+    try:
+        module = importlib.import_module(f"{__package__}.specs.{assignment_id}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.specs.{assignment_id}":
+            raise
+        raise SpecError(f"no verification spec for {assignment_id!r}: write dgm_course/course/specs/"
+                        f"{assignment_id}.py") from None
     return module.SPEC
 
 

@@ -21,6 +21,7 @@ from dgm_course.course.verify import (
     SetupError,
     SpecError,
     _load_outputs,
+    load_spec,
     _used_names,
     _worker_library,
     grading_seed,
@@ -187,6 +188,9 @@ def graded(course_tree):
     jobs = {name: (SPEC, nb, source, kw) for name, (nb, kw) in scenarios.items()}
     if sandbox.available_isolation() != "none":  # without isolation it would really write there
         jobs["snooping"] = (SPEC, ex.submission(snooping(course_tree)), source, {})
+    jobs["solution, zeroed in kernel"] = (SPEC, ex.submission(), source, {"in_kernel": {
+        "planar_tests": 0, "sigmoid_tests": 2, "jacobian_tests": 2}})  # as when a warning reached stderr
+    jobs["solution, no isolation"] = (SPEC, ex.submission(), source, {"isolation": "none"})
     if sandbox._mode_works("userns"):  # the level a grader without root gets
         jobs["solution, unprivileged"] = (SPEC, ex.submission(), source, {"isolation": "userns"})
     if NOTEBOOK_01.exists():
@@ -210,6 +214,18 @@ def test_the_solution_scores_full_marks(graded):
     assert {v.isolation for v in verdicts} == {sandbox.available_isolation()}
     if "solution, unprivileged" in graded:
         assert [(v.points, v.isolation) for v in graded["solution, unprivileged"]] == [(2, "userns")] * 3
+
+
+def test_a_correct_answer_zeroed_in_the_kernel_gets_its_points_and_a_flag(graded):
+    planar, sigmoid, _ = graded["solution, zeroed in kernel"]
+    assert (planar.points, planar.in_kernel_points) == (2, 0)
+    assert planar.flag == "in-kernel score 0 differs from the verified score 2: all checks passed"
+    assert (sigmoid.points, sigmoid.in_kernel_points, sigmoid.flag) == (2, 2, None)
+
+
+def test_the_fallback_level_grades_the_same(graded):
+    verdicts = graded["solution, no isolation"]
+    assert points(verdicts) == FULL and {v.isolation for v in verdicts} == {"none"}
 
 
 def test_the_blank_release_scores_zero(graded):
@@ -286,6 +302,14 @@ def test_an_unreadable_notebook_scores_zero_without_raising(tmp_path):
     verdicts = verify_submission(SPEC, bad, ex.source_notebook(), seed=SEED)
     assert points(verdicts) == {"planar": 0, "sigmoid": 0, "jacobian": 0}
     assert all("could not be read" in v.reason for v in verdicts)
+
+
+def test_specs_are_found_by_assignment_id():
+    assert load_spec("01_change_of_variables").assignment_id == "01_change_of_variables"
+    with pytest.raises(SpecError, match="no verification spec"):
+        load_spec("99_missing")
+    with pytest.raises(SpecError, match="not an assignment id"):
+        load_spec("../evil")
 
 
 def test_a_spec_that_does_not_fit_the_source_is_the_instructors_error():
