@@ -28,7 +28,16 @@ student code:
 A step that kills the worker (``os._exit``, a loop ignoring signals, a memory bomb, an output
 bomb) fails only the cell or task it was in: the worker is restarted without it, within the
 submission's wall-clock budget. Grading is deterministic for a given submission and seed
-(single-threaded worker, seeded generators, no timings or addresses in the feedback).
+(fixed thread counts, seeded generators, no timings or addresses in the feedback).
+
+Use, after nbgrader's autograde of one student (``in_kernel``: nbgrader's score of each test
+cell)::
+
+    verdicts = verify_submission(assignment_id, submitted_ipynb, source_ipynb,
+                                 seed=grading_seed(course_id, assignment_id, student_id),
+                                 in_kernel=in_kernel_scores, require="userns")
+    final = gradebook_scores(assignment_id, verdicts, source_ipynb)  # test cell grade_id -> points
+    flags = [v.flag for v in verdicts if v.flag]                     # where the kernel disagreed
 
 Specs live in :mod:`dgm_course.course.specs` (one module per assignment, see there).
 """
