@@ -206,7 +206,8 @@ def training_curves(
     elif isinstance(history, Mapping):
         runs = dict(history)
     else:
-        raise ValueError(f"history must be a History, its as_dict(), or a mapping of them, got {type(history).__name__}")
+        kind = type(history).__name__
+        raise ValueError(f"history must be a History, its as_dict(), or a mapping of them, got {kind}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for i, (label, run) in enumerate(runs.items()):
@@ -341,6 +342,7 @@ def sample_grid(
     ``pad``-pixel gaps are left blank. Returns the ``Axes``.
     """
     x = torch.as_tensor(images).detach().cpu().double()
+    shape = tuple(x.shape)
     if x.dim() == 4 and x.shape[1] == 1:
         x = x[:, 0]
     elif x.dim() == 2:
@@ -349,15 +351,15 @@ def sample_grid(
             raise ValueError(f"flat images must have a square number of pixels, got {x.shape[1]}")
         x = x.reshape(-1, side, side)
     if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"images must have shape (N, H, W), (N, 1, H, W) or (N, H*W), got {tuple(torch.as_tensor(images).shape)}")
+        raise ValueError(f"images must have shape (N, H, W), (N, 1, H, W) or (N, H*W), got {shape}")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
     n, h, w = x.shape
     cols, rows = min(nrow, n), math.ceil(n / nrow)
     canvas = np.full((pad + rows * (h + pad), pad + cols * (w + pad)), np.nan)
     for k in range(n):
-        r, c = divmod(k, nrow)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = x[k].numpy()
+        top, left = pad + (k // nrow) * (h + pad), pad + (k % nrow) * (w + pad)
+        canvas[top : top + h, left : left + w] = x[k].numpy()
     ax = _new_axes(ax, size=max(2.0, 0.5 * cols))
     ax.imshow(np.ma.masked_invalid(canvas), cmap=plt.get_cmap(cmap).with_extremes(bad="white"), vmin=vmin,
               vmax=vmax, interpolation="nearest")

@@ -124,11 +124,22 @@ class KnownDensity(ABC):
         return self._sample64(n, generator).to(dtype or torch.get_default_dtype())
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        params = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "bounds")
         return f"{type(self).__name__}({params})"
 
 
-class EightGaussians(KnownDensity):
+class _AroundACircle(KnownDensity):
+    """A density around the circle of ``radius`` blurred by Gaussian noise of ``std``; bounds at 5 std."""
+
+    def __init__(self, radius: float, std: float) -> None:
+        if radius <= 0 or std <= 0:
+            raise ValueError(f"radius and std must be positive, got radius={radius}, std={std}")
+        self.radius, self.std = float(radius), float(std)
+        b = self.radius + 5 * self.std
+        self.bounds = ((-b, b), (-b, b))
+
+
+class EightGaussians(_AroundACircle):
     r"""An equal mixture of 8 isotropic Gaussians on a circle.
 
     .. math:: \pi(x) = \frac18 \sum_{k=0}^{7} \mathcal N\!\left(x;\ r(\cos\tfrac{2\pi k}{8},
@@ -138,12 +149,10 @@ class EightGaussians(KnownDensity):
     that separates forward KL (mass covering) from reverse KL (mode seeking).
     """
 
+    name = "8gaussians"
+
     def __init__(self, radius: float = 2.0, std: float = 0.25) -> None:
-        if radius <= 0 or std <= 0:
-            raise ValueError(f"radius and std must be positive, got radius={radius}, std={std}")
-        self.radius, self.std = float(radius), float(std)
-        b = self.radius + 5 * self.std
-        self.name, self.bounds = "8gaussians", ((-b, b), (-b, b))
+        super().__init__(radius, std)
 
     def _means(self, like: Tensor) -> Tensor:
         angle = torch.arange(8, dtype=like.dtype, device=like.device) * (2 * math.pi / 8)
@@ -161,7 +170,7 @@ class EightGaussians(KnownDensity):
         return means[k] + self.std * torch.randn(n, 2, generator=generator, dtype=torch.float64)
 
 
-class Ring(KnownDensity):
+class Ring(_AroundACircle):
     r"""A circle of radius r blurred by Gaussian noise: :math:`x = r(\cos t, \sin t) + \sigma
     \varepsilon`, :math:`t \sim U[0, 2\pi)`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
@@ -174,12 +183,10 @@ class Ring(KnownDensity):
     \mathrm{i0e}(r\rho/\sigma^2)` with the exponentially scaled Bessel function.
     """
 
+    name = "ring"
+
     def __init__(self, radius: float = 2.0, std: float = 0.2) -> None:
-        if radius <= 0 or std <= 0:
-            raise ValueError(f"radius and std must be positive, got radius={radius}, std={std}")
-        self.radius, self.std = float(radius), float(std)
-        b = self.radius + 5 * self.std
-        self.name, self.bounds = "ring", ((-b, b), (-b, b))
+        super().__init__(radius, std)
 
     def log_prob(self, x: Tensor) -> Tensor:
         _check_points(x)

@@ -124,7 +124,10 @@ def fit(
             history.eval_step.append(step)
             history.eval.append(float(eval_fn()))
 
-    devices = [device] if device.type == "cuda" else []
+    # fork (and restore) the global generator of the device the parameters live on
+    devices = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         generator = torch.Generator(device=device).manual_seed(seed)
