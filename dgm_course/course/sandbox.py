@@ -23,8 +23,8 @@ Mechanism (``isolation="namespace"``, the default wherever it works):
 4. Limits: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``,
    ``RLIMIT_NPROC``, no core files; the scratch tmpfs has a size. A seccomp filter refuses new
    processes (``fork``, ``vfork``, ``clone`` without ``CLONE_THREAD``; threads stay allowed), so
-   the memory limit of the one process is the memory limit of the run: a fork bomb cannot
-   multiply it. (``Limits(fork=True)`` lifts the filter; then ``nproc`` bounds the processes and
+   the memory limit of the one process (plus the scratch tmpfs) is the memory of the run: a
+   fork bomb cannot multiply it. (``Limits(fork=True)`` lifts the filter; then ``nproc`` bounds the processes and
    the memory is ``nproc`` times the limit.) The *parent* enforces the
    wall-clock limit by SIGKILL to the whole process group (the worker is pid 1 of its pid
    namespace, so all its descendants die with it), which a loop ignoring SIGINT/SIGTERM cannot
@@ -87,7 +87,7 @@ class Limits:
     """Resource limits of one run. Sizes in MiB (``*_mb``) or bytes (``*_bytes``)."""
 
     wall_s: float = 60.0
-    cpu_s: int | None = None  # default: the wall-clock limit rounded up, plus one second
+    cpu_s: int | None = None  # default: two busy threads for the whole wall-clock limit, plus 1 s
     memory_mb: int = 4096  # address space; importing torch alone maps about 650 MiB
     file_mb: int = 64  # largest file the worker may write
     scratch_mb: int = 256  # size of the scratch tmpfs
@@ -283,7 +283,7 @@ def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, 
 
 
 def _rlimits(limits: Limits) -> list[tuple[str, int]]:
-    cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.wall_s) + 1
+    cpu = limits.cpu_s if limits.cpu_s is not None else 2 * int(limits.wall_s) + 1  # a backstop: wall_s rules
     return [
         ("RLIMIT_AS", limits.memory_mb << 20),
         ("RLIMIT_CPU", cpu),
