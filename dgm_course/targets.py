@@ -307,7 +307,8 @@ def get_density(name: str) -> KnownDensity:
 
 
 # ---------------------------------------------------------------------------------------------
-# sample-only data sets
+# sample-only data sets: each sampler is seeded by an integer and computes in float64, returning
+# float32 unless ``dtype`` says otherwise
 
 
 def _as(x, dtype: torch.dtype | None) -> Tensor:
