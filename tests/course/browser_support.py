@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -78,7 +79,7 @@ class JupyterLab:
         return f"{self.url}/lab{tree}?reset&token={self.token}"
 
 
-def _lab_env(home: Path) -> dict[str, str]:
+def _lab_env(home: Path, nbgrader_config: str | None) -> dict[str, str]:
     env = dict(os.environ)
     # The server's Python environment first: nbgrader needs alembic, the kernel needs the package.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -99,6 +100,8 @@ def _lab_env(home: Path) -> dict[str, str]:
     settings = home / ".jupyter/lab/user-settings/@jupyterlab/notebook-extension"
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    if nbgrader_config is not None:
+        (home / ".jupyter" / "nbgrader_config.py").write_text(nbgrader_config)
     return env
 
 
@@ -132,14 +135,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def jupyterlab(root: Path, home: Path) -> Iterator[JupyterLab]:
-    """Serve ``root`` with JupyterLab on a free localhost port; stop it (and its kernels) on exit."""
+def jupyterlab(root: Path, home: Path, nbgrader_config: str | None = None) -> Iterator[JupyterLab]:
+    """Serve ``root`` with JupyterLab on a free localhost port; stop it (and its kernels) on exit.
+
+    ``nbgrader_config`` becomes the user's ``~/.jupyter/nbgrader_config.py`` (nbgrader's Validate
+    button reads it).
+    """
     token = secrets.token_hex(16)
     port = _free_port()
-    env = _lab_env(home)
+    env = _lab_env(home, nbgrader_config)
     log = home / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
            "--LabApp.news_url=", "--ServerApp.terminals_enabled=False"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -155,8 +162,11 @@ def jupyterlab(root: Path, home: Path) -> Iterator[JupyterLab]:
 
 
 @contextlib.contextmanager
-def chromium(download_dir: Path) -> Iterator["object"]:
-    """A headless Chromium (Selenium WebDriver) from the system packages; quit on exit."""
+def chromium(log_dir: Path) -> Iterator["object"]:
+    """A headless Chromium (Selenium WebDriver) from the system packages; quit on exit.
+
+    The driver's path is given, so Selenium Manager never looks for (or downloads) one.
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -166,8 +176,7 @@ def chromium(download_dir: Path) -> Iterator["object"]:
                 f"--window-size={BROWSER_WIDTH},{BROWSER_HEIGHT}", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update"]:
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
-    service = Service(executable_path=_which(_DRIVERS), log_output=str(download_dir / "chromedriver.log"))
+    service = Service(executable_path=_which(_DRIVERS), log_output=str(log_dir / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
@@ -198,7 +207,7 @@ class Lab:
             if value:
                 return value
             time.sleep(0.2)
-        shot = self.screenshot(f"timeout-{what.replace(' ', '-')[:40]}")
+        shot = self.screenshot("timeout-" + re.sub(r"[^A-Za-z0-9]+", "-", what)[:40])
         raise AssertionError(f"JupyterLab: timed out waiting for {what} (screenshot: {shot})")
 
     def screenshot(self, name: str) -> Path:
@@ -250,26 +259,12 @@ class Lab:
         self.wait_for("the kernel to finish", self.kernel_idle)
 
     def run_all(self) -> None:
+        """Run > Run All Cells; wait until the run has started and the kernel is idle again."""
+        first = self._css(".jp-CodeCell .jp-InputPrompt", self.panel)[0]
+        before = first.text
         self.menu("Run", "Run All Cells")
-        # The first prompt turns to [*] or a number once the run has started.
-        self.wait_for("the run to start", lambda: "[ ]" not in self._css(".jp-InputPrompt", self.cells()[0])[0].text
-                      if self._css(".jp-InputPrompt", self.cells()[0]) else True)
+        self.wait_for("the run to start", lambda: first.text != before, timeout=30)
         self.wait_idle()
-
-    def cell_index(self, text: str) -> int:
-        """The index of the first code cell whose source contains ``text``."""
-        for i, cell in enumerate(self.cells()):
-            if "jp-CodeCell" in cell.get_attribute("class") and text in self.source(i):
-                return i
-        raise AssertionError(f"no code cell contains {text!r}")
-
-    def source(self, index: int) -> str:
-        lines = self._css(".cm-content .cm-line", self.cells()[index])
-        return "\n".join(line.get_attribute("textContent") for line in lines)
-
-    def outputs(self, index: int) -> str:
-        """The text of every output of cell ``index`` (streams, results, tracebacks)."""
-        return "\n".join(o.get_attribute("textContent") for o in self._css(".jp-OutputArea-output", self.cells()[index]))
 
     def error_output(self, index: int) -> str:
         """The traceback shown under cell ``index`` ('' when it raised nothing)."""
@@ -277,8 +272,10 @@ class Lab:
                            self.cells()[index])
         return "\n".join(e.get_attribute("textContent") for e in errors)
 
-    def scroll_to(self, index: int) -> None:
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", self.cells()[index])
+    def scroll_to(self, index: int, output: bool = False) -> None:
+        """Scroll cell ``index`` to the top of the notebook, or the end of its output to the bottom."""
+        target = self._css(".jp-OutputArea", self.cells()[index])[-1] if output else self.cells()[index]
+        self.driver.execute_script(f"arguments[0].scrollIntoView({{block: '{'end' if output else 'start'}'}});", target)
         time.sleep(0.3)
 
     def replace_lines(self, index: int, first: str, last: str, new_lines: list[str]) -> None:
@@ -324,9 +321,10 @@ class Lab:
 
         prompt = self._css(".jp-InputPrompt", self.cells()[index])[0]
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", prompt)
+        before = prompt.text  # every run changes it: [*], then a new execution count
         prompt.click()
         ActionChains(self.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-        self.wait_for(f"cell {index} to run", lambda: "[ ]" not in prompt.text, timeout=10)
+        self.wait_for(f"cell {index} to run", lambda: prompt.text != before, timeout=30)
         self.wait_idle()
 
     def validate(self) -> tuple[bool, str]:

@@ -17,13 +17,25 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["ROOT", "nbgrader", "person_env", "solution_regions", "STUB", "solve", "feedback_scores",
+__all__ = ["ROOT", "hub_config", "nbgrader", "person_env", "solution_regions", "STUB", "solve", "feedback_scores",
            "graded_points"]
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
 NBGRADER_TIMEOUT_S = 300
+
+
+def hub_config(exchange: Path, course_id: str) -> str:
+    """The ``nbgrader_config.py`` every user of a shared JupyterHub reads (docs/instructor.md)."""
+    return f"""c = get_config()
+c.Exchange.root = {str(exchange)!r}
+c.CourseDirectory.course_id = {course_id!r}
+# Validate runs the whole notebook: a cell may take a while, and on a busy machine the kernel's
+# last output may come more than nbgrader's default 4 s after its reply.
+c.Execute.timeout = 120
+c.Execute.iopub_timeout = 30
+"""
 
 
 def person_env(home: Path, config: str | None = None) -> dict[str, str]:
