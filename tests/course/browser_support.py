@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from tests.course.cycle_support import person_env
+
 __all__ = ["browser_skip_reason", "JupyterLab", "jupyterlab", "chromium", "Lab"]
 
 _BROWSERS = ["chromium", "chromium-browser", "google-chrome"]
@@ -80,28 +82,21 @@ class JupyterLab:
 
 
 def _lab_env(home: Path, nbgrader_config: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # The server's Python environment first: nbgrader needs alembic, the kernel needs the package.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    for var, sub in [("HOME", ""), ("JUPYTER_CONFIG_DIR", ".jupyter"), ("JUPYTER_DATA_DIR", ".local/share/jupyter"),
-                     ("JUPYTER_RUNTIME_DIR", ".local/share/jupyter/runtime"), ("IPYTHONDIR", ".ipython"),
-                     ("JUPYTERLAB_SETTINGS_DIR", ".jupyter/lab/user-settings"),
-                     ("JUPYTERLAB_WORKSPACES_DIR", ".jupyter/lab/workspaces"), ("MPLCONFIGDIR", ".mpl")]:
-        path = home / sub
-        path.mkdir(parents=True, exist_ok=True)
-        env[var] = str(path)
+    """A student's environment (see ``person_env``) plus JupyterLab's own settings folders."""
+    env = person_env(home, nbgrader_config)
     env.pop("JUPYTERHUB_API_TOKEN", None)
-    # No news pop-up or update check over the screenshots (and no network).
-    settings = home / ".jupyter/lab/user-settings/@jupyterlab/apputils-extension"
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    # Every cell in the DOM (not only those scrolled into view), so the test can read any output.
-    settings = home / ".jupyter/lab/user-settings/@jupyterlab/notebook-extension"
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    if nbgrader_config is not None:
-        (home / ".jupyter" / "nbgrader_config.py").write_text(nbgrader_config)
+    user_settings = home / ".jupyter/lab/user-settings"
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(user_settings)
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(home / ".jupyter/lab/workspaces")
+    for plugin, settings in [
+        # No news pop-up or update check over the screenshots (and no network).
+        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
+        # Every cell in the DOM (not only those scrolled into view), so the test can read any output.
+        ("notebook-extension/tracker", {"windowingMode": "none"}),
+    ]:
+        path = user_settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
     return env
 
 
