@@ -1,0 +1,98 @@
+"""``dgm-course``: build, check and grade the course's notebooks with nbgrader.
+
+    dgm-course build [ID ...] [--release-only]     release + executed solution (all when no ID)
+    dgm-course check [ID ...] [--no-execute]       committed files in sync with the sources?
+    dgm-course grade ID SUBMISSIONS [--out DIR]    autograde, grades.csv, feedback
+    dgm-course demo                                build all, grade two sample students, print scores
+
+Every command works in the course folder (``--course``, default: the working folder), the one that
+holds ``nbgrader_config.py``. Exit status: 0 done, 1 out of sync (check), 2 an error to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import Course, CourseError
+
+__all__ = ["main", "format_table"]
+
+
+def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows of dicts as an aligned text table.
+
+    Example:
+        >>> print(format_table([{"student": "ada", "score": 10.0}, {"student": "bob", "score": 0.0}]))
+        student  score
+        ada      10.0
+        bob      0.0
+    """
+    columns = columns or list(rows[0])
+    cells = [columns] + [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgm-course", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--course", default=".", help="the course folder, holding nbgrader_config.py (default: .)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="write the release and the executed solution of assignments")
+    build.add_argument("ids", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    build.add_argument("--release-only", action="store_true", help="do not execute the solution")
+
+    check = sub.add_parser("check", help="are the committed release and solution in sync with the source?")
+    check.add_argument("ids", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    check.add_argument("--no-execute", action="store_true",
+                       help="do not run the solution: compare its cells, not its outputs (seconds)")
+
+    grade = sub.add_parser("grade", help="autograde a folder of submissions")
+    grade.add_argument("id", metavar="ID", help="the assignment id")
+    grade.add_argument("submissions", type=Path,
+                       help="folder with <student_id>/<ID>/<ID>.ipynb (nbgrader's 'submitted' layout)")
+    grade.add_argument("--out", type=Path, help="grading folder (default: <course>/course_build/grading/<ID>)")
+    grade.add_argument("--timeout", type=float, default=600, help="seconds per student (default: 600)")
+
+    demo = sub.add_parser("demo", help="build everything, then grade two sample students and print the scores")
+    demo.add_argument("--out", type=Path, help="keep the demo course here (default: a temp folder)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        course = Course.load(args.course)
+        if args.command == "build":
+            from .build import build
+
+            build(course, args.ids, solution=not args.release_only)
+        elif args.command == "check":
+            from .build import check
+
+            problems = check(course, args.ids, execute=not args.no_execute)
+            for problem in problems:
+                print(f"out of sync: {problem}")
+            if problems:
+                return 1
+            print("in sync: every release and solution equals a fresh build")
+        elif args.command == "grade":
+            from .grade import grade
+
+            out = args.out or course.root / "course_build" / "grading" / args.id
+            rows = grade(course, args.id, args.submissions, out, timeout=args.timeout)
+            print(format_table(rows, [c for c in rows[0] if c not in ("feedback",)]))
+        elif args.command == "demo":
+            from .demo import demo
+
+            demo(course, args.out)
+    except CourseError as err:
+        print(f"dgm-course: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
