@@ -19,6 +19,7 @@ process with a wall-clock limit, so a corrupt, slow or hostile submission costs 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import json
@@ -126,7 +127,8 @@ def _autograde(course: Course, assignment_id: str, student_id: str, out: Path, t
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+                os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             return TIMEOUT, f"autograding took longer than {timeout:g} s and was stopped"
     try:
@@ -142,12 +144,16 @@ def _autograde(course: Course, assignment_id: str, student_id: str, out: Path, t
     return GRADED, ""
 
 
-def _scores(course: Course, out: Path, assignment_id: str, student_id: str) -> tuple[dict[str, float], bool]:
-    from nbgrader.api import Gradebook
+def _scores(course: Course, out: Path, assignment_id: str, student_id: str) -> tuple[dict[str, float], bool] | None:
+    """Points by grade id and whether any needs a person, from the gradebook (``None``: not there)."""
+    from nbgrader.api import Gradebook, MissingEntry
 
     db_url = f"sqlite:///{out / 'gradebook.db'}"
     with Gradebook(db_url, course.config.CourseDirectory.get("course_id", "")) as gb:
-        notebook = gb.find_submission_notebook(assignment_id, assignment_id, student_id)
+        try:
+            notebook = gb.find_submission_notebook(assignment_id, assignment_id, student_id)
+        except MissingEntry:
+            return None
         scores = {g.name: float(g.score) for g in notebook.grades}
         return scores, any(g.needs_manual_grade for g in notebook.grades)
 
@@ -248,8 +254,11 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
             shutil.copy(notebook.parent / "timestamp.txt", target / "timestamp.txt")
         status, reason = _autograde(course, assignment_id, student_id, out, timeout)
         result = StudentResult(student_id, status, reason, notebook=target / notebook.name)
-        if status == GRADED:
-            result.scores, result.needs_manual_grade = _scores(course, out, assignment_id, student_id)
+        found = _scores(course, out, assignment_id, student_id) if status == GRADED else None
+        if found is not None:
+            result.scores, result.needs_manual_grade = found
+        elif status == GRADED:
+            result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
         if not (out / "feedback" / student_id / assignment_id / f"{assignment_id}.html").is_file():
             _write_feedback(out, assignment_id, result)
         results.append(result)
