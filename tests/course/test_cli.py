@@ -1,0 +1,84 @@
+"""``dgm-course`` as an instructor meets it: clear errors, and ``check`` saying what to run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dgm_course.course.cli import main
+from dgm_course.course.config import CONFIG_FILE, Course
+
+from ._course import ASSIGNMENT_IDS, COURSE, ROOT, TINY_ID, tiny_course
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "dgm-course"
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "build" in proc.stdout and "grade" in proc.stdout
+
+
+def test_a_folder_without_nbgrader_config_is_refused(tmp_path, capsys):
+    assert main(["--course", str(tmp_path), "check"]) == 2
+    assert f"has no {CONFIG_FILE}" in capsys.readouterr().err
+
+
+def test_an_unknown_assignment_is_refused_with_the_known_ones(capsys):
+    assert main(["--course", str(ROOT), "build", "99_nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown assignment '99_nope'" in err and ASSIGNMENT_IDS[0] in err
+
+
+def test_a_missing_source_notebook_is_refused(tmp_path, capsys):
+    shutil.copy(ROOT / CONFIG_FILE, tmp_path / CONFIG_FILE)
+    (tmp_path / COURSE.source_name / "02_empty").mkdir(parents=True)
+    (tmp_path / COURSE.source_name / "02_empty" / "notes.ipynb").write_text("{}")
+    assert main(["--course", str(tmp_path), "check", "02_empty"]) == 2
+    assert "missing source notebook" in capsys.readouterr().err
+
+
+def test_grading_a_missing_submissions_folder_is_refused(tmp_path, capsys):
+    assert main(["--course", str(ROOT), "grade", ASSIGNMENT_IDS[0], str(tmp_path / "nothing")]) == 2
+    assert "no submissions folder" in capsys.readouterr().err
+
+
+def _copy_course(tmp_path: Path, assignment_id: str) -> Course:
+    for name in (COURSE.source_name, COURSE.release_name, COURSE.solution_name):
+        shutil.copytree(ROOT / name / assignment_id, tmp_path / name / assignment_id)
+    shutil.copy(ROOT / CONFIG_FILE, tmp_path / CONFIG_FILE)
+    return Course.load(tmp_path)
+
+
+@pytest.mark.parametrize("assignment_id", ASSIGNMENT_IDS[:1])
+def test_check_exits_1_and_names_what_is_stale_and_what_to_run(tmp_path, capsys, assignment_id):
+    course = _copy_course(tmp_path, assignment_id)
+    source = tmp_path / course.source_name / assignment_id / f"{assignment_id}.ipynb"
+    nb = json.loads(source.read_text())
+    nb["cells"][0]["source"] = ["# A new title\n"] + nb["cells"][0]["source"][1:]
+    source.write_text(json.dumps(nb, indent=1))
+    (tmp_path / course.release_name / "99_gone").mkdir()
+    assert main(["--course", str(tmp_path), "check", "--no-execute"]) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("out of sync: ")]
+    assert f"out of sync: {course.release_name}/99_gone has no source notebook: delete it" in lines
+    stale = [line for line in lines if assignment_id in line]
+    assert len(stale) == 2 and all(line.endswith(f"(run: dgm-course build {assignment_id})") for line in stale)
+    assert any("cell 0 (intro) differs in its source" in line for line in stale)  # the release
+    assert any(course.solution_name in line and "cells differ" in line for line in stale)
+
+
+@pytest.mark.slow
+def test_demo_builds_every_assignment_then_grades_a_solution_and_a_blank_release(tmp_path, capsys):
+    course, _ = tiny_course(tmp_path / "course")
+    assert main(["--course", str(course.root), "demo", "--out", str(tmp_path / "demo")]) == 0
+    for folder in (course.release_name, course.solution_name):
+        assert (course.root / folder / TINY_ID / f"{TINY_ID}.ipynb").is_file()
+    table = capsys.readouterr().out.split(f"{TINY_ID} (ada hands in the solution, bob hands in the release):")[1]
+    header, ada, bob = table.strip().splitlines()[:3]
+    assert header.split()[:3] == ["student_id", "status", "score"]
+    # The tiny course's scores: a bare False passes even for bob, stderr fails even for ada.
+    assert ada.split()[:3] == ["ada", "graded", "3.0"] and bob.split()[:3] == ["bob", "graded", "1.0"]
+    assert (tmp_path / "demo" / "grading" / TINY_ID / "grades.csv").is_file()

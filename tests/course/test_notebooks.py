@@ -1,0 +1,140 @@
+"""The conventions of docs/notebooks.md, checked statically on every source notebook and its release.
+
+nbgrader's scoring rule makes some of them matter for grades: a test cell scores 0 on an error
+or on any stderr output, and full marks when it does not fail; a bare last expression is its
+"result" (``False`` scores full marks, a number partial credit). So every test cell asserts and
+ends on an assertion.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import nbformat
+import pytest
+from nbgrader.nbgraderformat import MetadataValidator
+
+from dgm_course.course.cells import grade_cells, nbgrader_meta, solution_cells
+
+from ._course import ASSIGNMENT_IDS, MARKERS, cell_by_id, notebook, tasks
+from .cycle_support import solution_regions
+
+ids = pytest.mark.parametrize("assignment_id", ASSIGNMENT_IDS)
+NBVAL_MARKS = re.compile(r"#\s*NBVAL_\w+")
+
+
+def _statements(source: str) -> list[ast.stmt]:
+    return ast.parse(source).body
+
+
+def _asserts(stmt: ast.stmt) -> bool:
+    """An ``assert``, or a call of a function named ``assert*`` (they raise or return None)."""
+    if isinstance(stmt, ast.Assert):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        func = stmt.value.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name.startswith("assert")
+    return False
+
+
+def test_every_assignment_folder_has_its_notebook():
+    assert ASSIGNMENT_IDS, "no source notebooks found"
+    for assignment_id in ASSIGNMENT_IDS:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+", assignment_id), f"{assignment_id}: name it NN_topic"
+
+
+@ids
+def test_nbgrader_metadata_is_valid_schema_3_and_every_cell_is_tracked(assignment_id):
+    nb = notebook("source", assignment_id)
+    MetadataValidator().validate_nb(nb)
+    nbformat.validate(nb)
+    for index, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        assert meta, f"cell {index} has no nbgrader metadata: every cell is locked, a solution or a test"
+        assert meta["schema_version"] == 3
+        assert meta.get("locked") or meta.get("solution"), f"cell {meta['grade_id']}: text and setup are locked"
+        assert cell.get("id") == meta["grade_id"], f"cell {index}: its cell id is its grade id"
+    grade_ids = [nbgrader_meta(c)["grade_id"] for c in nb.cells]
+    assert len(set(grade_ids)) == len(grade_ids), "grade ids are unique"
+
+
+@ids
+def test_first_cells_are_the_introduction_and_the_setup(assignment_id):
+    nb = notebook("source", assignment_id)
+    intro, setup = nb.cells[0], nb.cells[1]
+    assert intro.cell_type == "markdown" and intro.source.startswith("# ")
+    for topic in ("You will learn", "Time", "Checking your work", "Validate"):
+        assert topic in intro.source, f"the first cell says {topic!r}"
+    assert setup.cell_type == "code" and nbgrader_meta(setup)["grade_id"] == "setup"
+    assert re.search(r"^setup_notebook\(seed=\d+", setup.source, re.M), "the setup cell fixes the seed"
+
+
+@ids
+def test_tasks_are_top_level_functions_with_a_test_cell_right_after(assignment_id):
+    nb = notebook("source", assignment_id)
+    names = tasks(nb)
+    assert len(names) >= 2
+    assert set(solution_cells(nb)) == set(names), "every solution cell has a test cell test_<name>"
+    assert set(grade_cells(nb)) == {f"test_{n}" for n in names}, "every test cell is named test_<task>"
+    position = {nbgrader_meta(c)["grade_id"]: i for i, c in enumerate(nb.cells)}
+    for name in names:
+        cell = cell_by_id(nb, name)
+        defined = [s.name for s in _statements(cell.source) if isinstance(s, ast.FunctionDef)]
+        assert name in defined, f"the solution cell {name!r} defines the top-level function {name}"
+        assert solution_regions(cell.source), f"{name}: a ### BEGIN SOLUTION / ### END SOLUTION region"
+        # nbgrader puts a deleted test cell back after the cell before it: that must be the solution.
+        assert position[f"test_{name}"] == position[name] + 1, f"test_{name} follows the solution cell {name}"
+        assert not nbgrader_meta(cell).get("grade"), f"{name}: solution cells are not graded themselves"
+
+
+@ids
+@pytest.mark.parametrize("kind", ["source", "release"])
+def test_test_cells_assert_and_never_end_on_a_bare_expression(assignment_id, kind):
+    nb = notebook(kind, assignment_id)
+    for grade_id in grade_cells(nb):
+        cell = cell_by_id(nb, grade_id)
+        body = _statements(cell.source)
+        assert any(isinstance(n, ast.Assert) for n in ast.walk(ast.Module(body=body, type_ignores=[]))), grade_id
+        assert _asserts(body[-1]), f"{grade_id} ends on {ast.unparse(body[-1])!r}: end on an assert"
+        for stmt in body:
+            assert not isinstance(stmt, ast.Expr) or _asserts(stmt), (
+                f"{grade_id}: the bare expression {ast.unparse(stmt)!r} may be taken as the cell's result")
+
+
+@ids
+def test_test_cells_have_visible_and_hidden_checks(assignment_id):
+    source = notebook("source", assignment_id)
+    for grade_id in grade_cells(source):
+        text = cell_by_id(source, grade_id).source
+        visible, _, rest = text.partition("### BEGIN HIDDEN TESTS")
+        assert "assert" in visible, f"{grade_id}: visible checks before the hidden ones"
+        assert "### END HIDDEN TESTS" in rest, f"{grade_id}: a ### BEGIN / END HIDDEN TESTS block"
+        assert "manual_seed" in rest, f"{grade_id}: hidden checks draw inputs from a seeded generator of their own"
+
+
+@ids
+def test_release_has_no_solution_code_no_hidden_tests_and_no_markers(assignment_id):
+    source, release = notebook("source", assignment_id), notebook("release", assignment_id)
+    for marker in MARKERS:
+        assert marker not in nbformat.writes(release)
+    text = "\n".join(cell.source for cell in release.cells)
+    for name, cell in solution_cells(source).items():
+        released = cell_by_id(release, name).source
+        assert "raise NotImplementedError()" in released, f"{name}: nbgrader's stub"
+        for region in solution_regions(cell.source):
+            for line in filter(None, (line.strip() for line in region)):
+                assert line not in released.splitlines(), f"{name}: solution line {line!r} is in the release"
+                assert len(line) < 16 or line not in text, f"solution line {line!r} is in the release"
+    for grade_id in grade_cells(source):
+        hidden = cell_by_id(source, grade_id).source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+        released = cell_by_id(release, grade_id).source
+        for line in filter(None, (line.strip() for line in hidden.splitlines())):
+            assert line not in released.splitlines(), f"{grade_id}: hidden line {line!r} is in the release"
+
+
+@ids
+def test_no_cell_opts_out_of_nbval(assignment_id):
+    for cell in notebook("source", assignment_id).cells:
+        assert not NBVAL_MARKS.search(cell.source), f"{cell.id}: nbval checks every output (no NBVAL_* marks)"
