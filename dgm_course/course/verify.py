@@ -86,6 +86,9 @@ __all__ = [
 ]
 
 MAX_NOTEBOOK_BYTES = 20 << 20
+# The library's folder, from this file: an editable install may import ``dgm_course`` as a
+# namespace package, whose ``__file__`` is None.
+LIBRARY = Path(__file__).resolve().parents[1]
 
 
 class SpecError(ValueError):
@@ -597,9 +600,7 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
 
 def _worker_library(dest: Path, hidden: tuple[str, ...]) -> None:
     """A copy of ``dgm_course`` for the worker: no grader, no specs, ``hidden`` names removed."""
-    import dgm_course
-
-    src = Path(dgm_course.__file__).parent
+    src = LIBRARY
     parts = _hidden_parts(hidden)
     for path in src.rglob("*.py"):
         rel = path.relative_to(src)
@@ -766,8 +767,6 @@ def verify_submission(
 
 def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
     """Run the worker until every task has a result, restarting it without a step that killed it."""
-    import dgm_course
-
     outputs: dict[str, dict | str] = {}
     cell_errors: dict[int, str] = {}
     skip_cells: set[int] = set()
@@ -788,7 +787,7 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
             skip = {"cells": sorted(skip_cells), "tasks": [t.task_id for t in todo if t.task_id in outputs]}
             result = sandbox.run([sys.executable, "-s", "-S", "{job}/worker.py", json.dumps(skip)],
                                  dataclasses.replace(spec.limits, wall_s=budget), job,
-                                 env={"VERIFY_JOB": "{job}"}, hide=[str(Path(dgm_course.__file__).parent)],
+                                 env={"VERIFY_JOB": "{job}"}, hide=[str(LIBRARY)],
                                  isolation=isolation, require=require, watch=events.feed)
             level = result.isolation
             budget -= result.wall_s

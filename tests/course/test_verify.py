@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dgm_course
+
 from dgm_course.course import sandbox
 from dgm_course.course.verify import (
+    LIBRARY,
     SetupError,
     SpecError,
     _load_outputs,
@@ -129,7 +130,7 @@ COURSE_FILES = {"source_notebooks/exercise/exercise.ipynb": "source", "gradebook
 
 def snooping(root: Path) -> dict:
     """A correct planar solution that adds 1 to z for every private file it could read or write."""
-    private = [str(root / rel) for rel in COURSE_FILES] + [str(Path(dgm_course.__file__).parent / "jacobian.py")]
+    private = [str(root / rel) for rel in COURSE_FILES] + [str(LIBRARY / "jacobian.py")]
     probe_files = f'''\
 import os
 leaks = []
