@@ -38,6 +38,8 @@ def tiny(tmp_path_factory):
     for student, nb in [("hal", hanging), ("max", refused), ("zoe", solved)]:
         (submitted / student / ID).mkdir(parents=True)
         nbformat.write(nb, submitted / student / ID / f"{ID}.ipynb")
+    (submitted / "zoe" / ID / "submission_secret.txt").write_text("s3cret\n")  # from nbgrader submit
+    (submitted / "zoe" / ID / "dgm_course.py").write_text("raise SystemExit('shadowed')\n")
     out = root / "grading"
     rows = grade(course, ID, submitted, out, timeout=40, progress=False, log=lambda _: None)
     yield {r["student_id"]: r for r in rows}, out
@@ -66,3 +68,11 @@ def test_a_submission_nbgrader_refuses_is_reported_with_nbgraders_reason(tiny):
     assert row["status"] == FAILED and "could not autograde" in row["reason"], row
     assert "SchemaTooNew" in row["reason"] or "schema" in row["reason"].lower(), row["reason"]
     assert (out / row["feedback"]).is_file()
+
+
+def test_only_the_notebook_and_nbgraders_files_reach_the_grading_folder(tiny):
+    _, out = tiny
+    for step in ("submitted", "autograded"):
+        files = sorted(p.name for p in (out / step / "zoe" / ID).iterdir())
+        assert files == [f"{ID}.ipynb", "submission_secret.txt"], (step, files)
+    assert (out / "feedback" / "zoe" / ID / "submission_secret.txt").is_file()  # release_feedback needs it
