@@ -38,6 +38,26 @@ def tasks(nb: nbformat.NotebookNode) -> list[str]:
     return [name for name in solution_cells(nb) if f"test_{name}" in tests]
 
 
+def setup_namespace(source: nbformat.NotebookNode, monkeypatch) -> dict:
+    """The namespace of ``source``'s set-up cell run in this process (no kernel), for running a
+    task's cells against wrong answers. The real ``setup_notebook`` would send this process's
+    stderr to stdout: here it only seeds."""
+    import torch
+
+    import dgm_course.course.kernel
+
+    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
+    namespace: dict = {}
+    exec(cell_by_id(source, "setup").source, namespace)
+    return namespace
+
+
+def task_test_code(source: nbformat.NotebookNode, name: str, hidden: bool) -> str:
+    """The test cell of task ``name``: all of it, or only its visible part."""
+    text = cell_by_id(source, f"test_{name}").source
+    return text if hidden else text.split("### BEGIN HIDDEN TESTS")[0]
+
+
 def with_stray_output(source: str) -> str:
     """A solution cell whose every solution region first warns and writes to stderr (Python and C
     level): output a correct student's code may cause, which must not cost points."""

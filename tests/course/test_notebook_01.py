@@ -8,11 +8,8 @@ task's test cell from the source, with or without its hidden block.
 from __future__ import annotations
 
 import pytest
-import torch
 
-import dgm_course.course.kernel
-
-from ._course import ASSIGNMENT_IDS, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, cell_by_id, notebook, setup_namespace, task_test_code
 
 ID = "01_change_of_variables"
 SOURCE = notebook("source", ID) if ID in ASSIGNMENT_IDS else None
@@ -37,16 +34,11 @@ WRONG = {
 
 @pytest.fixture
 def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the test needs.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    exec(cell_by_id(SOURCE, "setup").source, ns)
-    return ns
+    return setup_namespace(SOURCE, monkeypatch)
 
 
 def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
+    return task_test_code(SOURCE, name, hidden)
 
 
 @pytest.mark.parametrize("hint", list(WRONG))
