@@ -1,0 +1,190 @@
+r"""Quality against the truth and time per training step, for our library and its peers, in one run.
+
+- **Forward KL** (``targets.DENSITIES``): a RealNVP fitted by maximum likelihood to exact samples
+  of a density with a known normalized :math:`\log\pi`; measured as :math:`KL(\pi\|p) = NLL -
+  H(\pi)` on held-out samples (``targets.kl_to_truth``, paired standard error).
+- **Reverse KL** (``targets.ENERGIES``): a planar flow, and the same RealNVP, fitted to
+  :math:`e^{-U}`; measured as :math:`KL(q\|\pi)` with :math:`\log Z` by quadrature
+  (``targets.reverse_kl_to_truth``).
+
+Fairness: every library trains the same architecture (:mod:`benchmarks.peers`) with the same loop,
+the loop of ``dgm_course.train.fit`` (Adam, same learning rate and step budget, each model's own
+generator seeded alike, so all see the same minibatches or base samples). The models train
+*round robin*, one step each in turn, in a rotating order, so a change in the machine's load
+hits every library alike; a step's time is the wall time of its loss, backward pass and update,
+and a library's time is the median over its steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from dgm_course.targets import get_density, get_energy, kl_to_truth, reverse_kl_to_truth
+
+from .peers import LIBRARIES, NoSuchLayer, Unavailable, planar_model, realnvp_model
+
+__all__ = ["Budget", "FULL", "QUICK", "FitResult", "round_robin", "forward_kl", "reverse_kl"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Step budgets and sizes of the fits (the same for every library)."""
+
+    forward_steps: int
+    reverse_steps: int
+    n_train: int  # exact samples of each density to train on
+    n_eval: int  # held-out samples (forward KL) and model samples (reverse KL) for the KL estimates
+    batch_size: int = 256
+    realnvp_lr: float = 2e-3
+    planar_lr: float = 1e-2  # a planar flow moves slowly at the RealNVP's rate (measured on U1-U4)
+    realnvp_layers: int = 6
+    hidden: int = 64
+    planar_K: int = 32
+    seed: int = 0
+
+
+FULL = Budget(forward_steps=3000, reverse_steps=3000, n_train=20_000, n_eval=20_000)
+QUICK = Budget(forward_steps=60, reverse_steps=60, n_train=2_000, n_eval=2_000)
+
+
+@dataclass
+class FitResult:
+    """One library on one target. ``note`` says why a number is missing (or how a fit ended)."""
+
+    kind: str  # "forward KL" or "reverse KL"
+    target: str
+    library: str
+    architecture: str
+    kl: float = math.nan
+    stderr: float = math.nan
+    step_ms: float = math.nan  # median wall time of one training step
+    ratio: float = math.nan  # step_ms / ours' step_ms, measured in the same round robin
+    note: str = ""
+
+
+LossFn = Callable[[nn.Module, torch.Generator], Tensor]
+
+
+def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: float, seed: int) -> tuple[
+        dict[str, list[float]], dict[str, str]]:
+    """Train ``models`` one step each in turn; return each one's step times (s) and why any stopped.
+
+    Each model's step is ``dgm_course.train.fit``'s: ``loss_fn(model, generator)`` on its own
+    generator seeded with ``seed``, a stop before the update on a non-finite loss, then
+    ``zero_grad``, backward and an Adam step at ``lr``. A model that stops is reported, not
+    dropped: its reason names the step.
+    """
+    names = list(models)
+    optimizers = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
+    generators = {name: torch.Generator().manual_seed(seed) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    stopped: dict[str, str] = {}
+    for step in range(1, steps + 1):
+        k = step % len(names)
+        for name in names[k:] + names[:k]:  # rotate who goes first
+            if name in stopped:
+                continue
+            start = time.perf_counter()
+            loss = loss_fn(models[name], generators[name])
+            value = loss.item()
+            if not math.isfinite(value):
+                stopped[name] = f"stopped: loss {value} at step {step}"
+                continue
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            times[name].append(time.perf_counter() - start)
+    return times, stopped
+
+
+def _build(make: Callable[[str], nn.Module], results: dict[str, FitResult]) -> dict:
+    """Build each library's model; record the ones that cannot be built in their result's note."""
+    models = {}
+    for library in LIBRARIES:
+        try:
+            models[library] = make(library)
+        except (Unavailable, NoSuchLayer) as err:
+            results[library].note = str(err)
+    return models
+
+
+def _time_columns(results: dict[str, FitResult], times: dict[str, list[float]], stopped: dict[str, str]) -> None:
+    for library, ts in times.items():
+        if ts:
+            results[library].step_ms = 1e3 * float(torch.tensor(ts).median())
+        if library in stopped:
+            results[library].note = stopped[library]
+    ours = results["ours"].step_ms
+    for result in results.values():
+        result.ratio = result.step_ms / ours
+
+
+def _realnvp_name(b: Budget) -> str:
+    return f"RealNVP {b.realnvp_layers}x MLP(2x{b.hidden})"
+
+
+def _realnvp_maker(b: Budget) -> Callable[[str], nn.Module]:
+    return partial(realnvp_model, n_layers=b.realnvp_layers, hidden=b.hidden, seed=b.seed)
+
+
+def forward_kl(name: str, budget: Budget, log: Callable[[str], None] = print) -> list[FitResult]:
+    """RealNVPs of every library fitted to the known density ``name``; KL(pi || p) in nats."""
+    target = get_density(name)
+    b = budget
+    train = target.sample(b.n_train, torch.Generator().manual_seed(b.seed), torch.float32)
+    test = target.sample(b.n_eval, torch.Generator().manual_seed(b.seed + 1), torch.float32)
+    arch = _realnvp_name(b)
+    results = {lib: FitResult("forward KL", name, lib, arch) for lib in LIBRARIES}
+    models = _build(_realnvp_maker(b), results)
+
+    def nll(model: nn.Module, generator: torch.Generator) -> Tensor:  # fit_forward_kl's loss
+        idx = torch.randint(0, train.shape[0], (b.batch_size,), generator=generator)
+        return -model.log_prob(train[idx]).mean()
+
+    log(f"forward KL on {name}: {', '.join(models)} round robin, {b.forward_steps} steps")
+    times, stopped = round_robin(models, nll, b.forward_steps, b.realnvp_lr, b.seed)
+    _time_columns(results, times, stopped)
+    for library, model in models.items():
+        if library not in stopped:
+            results[library].kl, results[library].stderr = kl_to_truth(model.log_prob, target, test)
+    return list(results.values())
+
+
+def reverse_kl(name: str, budget: Budget, architecture: str = "planar",
+               log: Callable[[str], None] = print) -> list[FitResult]:
+    """Flows of every library fitted to exp(-U) of the energy ``name``; KL(q || pi) in nats.
+
+    ``architecture`` is ``"planar"`` (K planar layers, the lecture's reverse-KL flow) or
+    ``"realnvp"`` (the forward-KL RealNVP, sampled through its closed-form inverse).
+    """
+    energy = get_energy(name)
+    b = budget
+    if architecture == "planar":
+        arch, lr = f"Planar K={b.planar_K}", b.planar_lr
+        make = partial(planar_model, K=b.planar_K, seed=b.seed)
+    elif architecture == "realnvp":
+        arch, lr = _realnvp_name(b), b.realnvp_lr
+        make = _realnvp_maker(b)
+    else:
+        raise ValueError(f"architecture must be 'planar' or 'realnvp', got {architecture!r}")
+    results = {lib: FitResult("reverse KL", name, lib, arch) for lib in LIBRARIES}
+    models = _build(make, results)
+
+    def loss(model: nn.Module, generator: torch.Generator) -> Tensor:  # fit_reverse_kl's loss
+        x, log_q = model.sample_with_log_prob(b.batch_size, generator)
+        return (log_q - energy.log_unnormalized(x)).mean()
+
+    log(f"reverse KL on {name}, {arch}: {', '.join(models)} round robin, {b.reverse_steps} steps")
+    times, stopped = round_robin(models, loss, b.reverse_steps, lr, b.seed)
+    _time_columns(results, times, stopped)
+    for library, model in models.items():
+        if library not in stopped:
+            results[library].kl, results[library].stderr = reverse_kl_to_truth(model, energy, b.n_eval, b.seed + 1)
+    return list(results.values())

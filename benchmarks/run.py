@@ -1,0 +1,131 @@
+"""``python -m benchmarks [--quick] [--only SECTION ...] [--out DIR]``: run, write the table and plots, print the table.
+
+Sections, all by default: ``fits`` (quality against the truth and against the peers, with time
+per step), ``cost`` (linear flows' cost growth, the library's Jacobian check), ``course`` (every
+solution notebook executed, and autograded as one student's set). ``--quick`` runs each section
+reduced (a few dozen steps, m up to 128, one seed, the first notebook): it checks that everything
+runs, and its numbers mean nothing.
+
+torch runs single-threaded here (``torch.set_num_threads(1)``), so every library gets the same
+one thread and two benchmarks do not fight over cores; notebooks set their own threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import cost, course, fits, report
+from .peers import LIBRARIES, PEERS, Unavailable, version
+
+__all__ = ["SECTIONS", "main", "behind"]
+
+SECTIONS = ("fits", "cost", "course")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def behind(results: list[fits.FitResult]) -> list[str]:
+    """Where a peer beat us in this run: a KL lower by more than twice the combined standard errors,
+    or a step more than 5% faster."""
+    lines = []
+    for ours in (r for r in results if r.library == "ours"):
+        for r in results:
+            if (r.kind, r.architecture, r.target) != (ours.kind, ours.architecture, ours.target) or r.library == "ours":
+                continue
+            if r.kl < ours.kl - 2 * math.hypot(r.stderr, ours.stderr):
+                lines.append(f"{r.kind} on {r.target} ({r.architecture}): {r.library} reaches KL {r.kl:.3f} "
+                             f"vs ours {ours.kl:.3f}")
+            if r.ratio < 0.95:
+                lines.append(f"{r.kind} on {r.target} ({r.architecture}): a {r.library} step takes {r.ratio:.2f}x ours")
+    return lines
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a reduced run (under 2 minutes) that checks it works")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out",
+                        help="folder for benchmarks.md, results.json and the plots (default: benchmarks/out)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start, load_before = time.perf_counter(), report.load_average()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = version(lib)
+        except Unavailable as err:
+            versions[lib] = f"({err})"
+    raw: dict = {"date": date, "machine": report.machine(), "quick": args.quick, "versions": versions}
+    parts = []
+
+    if "fits" in args.only:
+        budget = fits.QUICK if args.quick else fits.FULL
+        from dgm_course.targets import DENSITIES, ENERGIES
+
+        results = [r for name in DENSITIES for r in fits.forward_kl(name, budget, _log)]
+        results += [r for arch in ("planar", "realnvp") for name in ENERGIES
+                    for r in fits.reverse_kl(name, budget, arch, _log)]
+        report.plot_fits(results, args.out / "fits.png")
+        raw["fits"] = {"budget": asdict(budget), "results": [asdict(r) for r in results]}
+        lagging = behind(results)
+        parts.append(
+            f"### Quality against the truth, and the peers\n\n"
+            f"Same architecture, data, optimizer (Adam, lr {budget.realnvp_lr:g} for RealNVP, "
+            f"{budget.planar_lr:g} for planar), "
+            f"batch {budget.batch_size}, seeds and step budget ({budget.forward_steps} forward-KL, "
+            f"{budget.reverse_steps} reverse-KL steps) for every library; KL in nats ± standard error on "
+            f"{budget.n_eval} points; time per step: median over the run, libraries alternating step by step in "
+            f"one process, one thread; a peer's time as a ratio to ours.\n\n"
+            + report.fits_table(results, versions)
+            + "\n\n**Behind a peer in this run:** "
+            + ("; ".join(lagging) + "." if lagging else "nowhere.")
+            + "\n\n![fits](fits.png)"
+        )
+
+    if "cost" in args.only:
+        sizes = [16, 32, 64, 128] if args.quick else [16, 32, 64, 128, 256, 512, 1024]
+        costs = cost.linear_costs(sizes, log=_log)
+        check = cost.jacobian_check([0] if args.quick else None, log=_log)
+        report.plot_costs(costs, args.out / "linear_cost.png")
+        raw["cost"] = {"linear": [asdict(c) for c in costs], "jacobian_check": asdict(check)}
+        parts.append("### Cost growth (ms per call, best of several calls, no grad)\n\n"
+                     + report.cost_table(costs, check) + "\n\n![linear flows](linear_cost.png)")
+
+    if "course" in args.only:
+        timings = course.course_budgets(ROOT, first=args.quick, log=_log)
+        raw["course"] = [asdict(t) for t in timings]
+        parts.append("### Course budgets (wall time, s)\n\n" + report.course_table(timings))
+
+    elapsed = time.perf_counter() - start
+    missing = [p for p in PEERS if versions[p].startswith("(")]
+    header = (f"## Benchmarks{' (--quick: checks that it runs; the numbers mean nothing)' if args.quick else ''}\n\n"
+              f"{date} on {raw['machine']}; torch threads: 1; load average {load_before} at the start, "
+              f"{report.load_average()} at the end; {elapsed:.0f} s in all (`python -m benchmarks"
+              f"{' --quick' if args.quick else ''}`)."
+              + (f" Not installed: {', '.join(missing)}." if missing else ""))
+    table = "\n\n".join([header, *parts]) + "\n"
+    raw["seconds"] = elapsed
+    (args.out / "benchmarks.md").write_text(table)
+    (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    print(table)
+    _log(f"wrote {args.out / 'benchmarks.md'}, results.json and the plots in {args.out}")
+    return 0

@@ -1,0 +1,139 @@
+"""The benchmarks: ``python -m benchmarks --quick`` runs and prints its table; the comparisons are fair.
+
+No timing is asserted anywhere: only that the run works, that every library's model computes what
+its name says (its two directions agree, and a peer built "like ours" starts where ours starts),
+that the benchmark's training step is ``dgm_course.train.fit``'s, and that a missing peer is
+reported, never dropped.
+"""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import fits, peers
+from benchmarks.run import behind
+from dgm_course.train import fit_forward_kl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model_or_skip(make, library):
+    try:
+        return make(library)
+    except peers.Unavailable as err:
+        pytest.skip(str(err))
+
+
+@pytest.mark.parametrize("library", peers.LIBRARIES)
+def test_realnvp_samples_and_log_prob_agree(library):
+    # log q of a sample (generative direction) must equal log_prob at it (normalizing direction);
+    # a wrong adapter would make every KL of that library wrong. Parameters are randomized so the
+    # check is not the identity's. float32 round-off over 6 layers: 1e-4.
+    model = _model_or_skip(lambda lib: peers.realnvp_model(lib, n_layers=4, hidden=16, seed=1), library)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, log_q = model.sample_with_log_prob(64, torch.Generator().manual_seed(0))
+    assert torch.allclose(model.log_prob(x), log_q, atol=1e-4)
+    assert torch.isfinite(log_q).all() and log_q.std() > 0.1
+
+
+@pytest.mark.parametrize("library", ["zuko", "normflows"])
+def test_peer_realnvp_starts_at_the_identity_like_ours(library):
+    # zero last layers: every RealNVP starts as the identity, log p = log N(x; 0, I) (nflows cannot:
+    # its sigmoid scale is sigmoid(2) + 1e-3 at a zero output)
+    peer = _model_or_skip(lambda lib: peers.realnvp_model(lib, n_layers=4, hidden=16), library)
+    x = torch.randn(16, 2)
+    expected = -0.5 * x.pow(2).sum(1) - math.log(2 * math.pi)
+    assert torch.allclose(peer.log_prob(x), expected, atol=1e-5)
+    assert torch.allclose(peers.realnvp_model("ours", n_layers=4, hidden=16).log_prob(x), expected, atol=1e-5)
+
+
+def test_peer_planar_starts_where_ours_starts():
+    # normflows gets our initialization and the same base samples: the same q before training.
+    ours = peers.planar_model("ours", K=8, seed=3)
+    peer = _model_or_skip(lambda lib: peers.planar_model(lib, K=8, seed=3), "normflows")
+    x, log_q = ours.sample_with_log_prob(32, torch.Generator().manual_seed(0))
+    y, log_r = peer.sample_with_log_prob(32, torch.Generator().manual_seed(0))
+    assert torch.allclose(x, y, atol=1e-6) and torch.allclose(log_q, log_r, atol=1e-5)
+
+
+@pytest.mark.parametrize("library", ["zuko", "nflows"])
+def test_a_peer_without_planar_says_so(library):
+    with pytest.raises((peers.NoSuchLayer, peers.Unavailable), match="planar|not installed"):
+        peers.planar_model(library, K=2)
+
+
+def test_round_robin_takes_the_steps_of_fit_forward_kl():
+    # Our model trained in the benchmark's round robin ends exactly where fit_forward_kl takes it.
+    data = torch.randn(500, 2) * torch.tensor([1.0, 0.3])
+    bench = peers.realnvp_model("ours", n_layers=2, hidden=8, seed=0)
+    ref = peers.realnvp_model("ours", n_layers=2, hidden=8, seed=0)
+
+    def nll(model, generator):
+        idx = torch.randint(0, data.shape[0], (32,), generator=generator)
+        return -model.log_prob(data[idx]).mean()
+
+    times, stopped = fits.round_robin({"ours": bench}, nll, steps=5, lr=1e-2, seed=7)
+    fit_forward_kl(ref, data, steps=5, batch_size=32, lr=1e-2, seed=7, progress=False)
+    assert len(times["ours"]) == 5 and not stopped
+    for p, q in zip(bench.parameters(), ref.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_round_robin_reports_a_diverged_model():
+    model = peers.realnvp_model("ours", n_layers=2, hidden=8)
+    times, stopped = fits.round_robin({"ours": model}, lambda m, g: torch.tensor(math.nan), 3, 1e-3, 0)
+    assert stopped == {"ours": "stopped: loss nan at step 1"} and times["ours"] == []
+
+
+def test_a_missing_peer_is_reported_not_dropped(monkeypatch):
+    real_import = peers._import
+
+    def without_zuko(name):
+        if name == "zuko":
+            raise peers.Unavailable("not installed (ImportError: test)")
+        return real_import(name)
+
+    monkeypatch.setattr(peers, "_import", without_zuko)
+    budget = fits.Budget(forward_steps=2, reverse_steps=2, n_train=64, n_eval=64, batch_size=16, realnvp_layers=2,
+                         hidden=8, planar_K=2)
+    rows = {r.library: r for r in fits.forward_kl("ring", budget, log=lambda _: None)}
+    assert set(rows) == set(peers.LIBRARIES)
+    assert "not installed" in rows["zuko"].note and math.isnan(rows["zuko"].kl)
+    assert math.isfinite(rows["ours"].kl) and rows["ours"].ratio == 1.0
+
+
+def test_behind_flags_a_better_or_faster_peer_only():
+    def row(lib, kl, ratio):
+        return fits.FitResult("forward KL", "ring", lib, "RealNVP", kl=kl, stderr=0.01, ratio=ratio)
+
+    rows = [row("ours", 0.10, 1.0), row("zuko", 0.05, 1.3), row("nflows", 0.09, 0.5), row("normflows", 0.11, 2.0)]
+    lines = behind(rows)
+    assert lines == ["forward KL on ring (RealNVP): zuko reaches KL 0.050 vs ours 0.100",
+                     "forward KL on ring (RealNVP): a nflows step takes 0.50x ours"]
+
+
+@pytest.mark.slow
+def test_quick_run_writes_and_prints_the_table(tmp_path):
+    # Runs every section reduced (the first notebook only): about a minute on a quiet laptop.
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = run.stdout
+    for heading in ["## Benchmarks", "### Quality against the truth", "### Cost growth", "### Course budgets"]:
+        assert heading in table
+    for target in ["8gaussians", "ring", "checkerboard", "moons"]:
+        assert table.count(f"| {target} |") == 1
+    for target in ["U1", "U2", "U3", "U4"]:  # planar and RealNVP
+        assert table.count(f"| {target} |") == 2
+    for library in peers.PEERS:  # each peer has its columns, whether installed or not
+        assert f"{library} KL" in table
+    assert "| 01_change_of_variables | 60 |" in table
+    assert (tmp_path / "benchmarks.md").read_text().rstrip() == table.rstrip()
+    for name in ["results.json", "fits.png", "linear_cost.png"]:
+        assert (tmp_path / name).stat().st_size > 0
