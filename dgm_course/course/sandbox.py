@@ -197,6 +197,7 @@ def run(
     isolation: str = "auto",
     require: str | None = None,
     watch: Callable[[bytes], float | None] | None = None,
+    loopback: bool = False,
 ) -> SandboxResult:
     """Run ``argv`` in the sandbox and return its exit status and capped output.
 
@@ -209,21 +210,24 @@ def run(
     below this level (``"userns"`` accepts ``"namespace"`` too). ``watch``: called with every
     chunk read from stdout; a number it returns starts a new per-step deadline that many seconds
     from now (kill when it passes), so a long run can bound each of its steps, not only the total.
+    ``loopback``: bring up the loopback interface of the run's own network namespace, for
+    processes of the run that talk over 127.0.0.1 (a Jupyter kernel and its client); the network
+    namespace has no other interface, so nothing outside the run is reachable either way.
     """
     mode = available_isolation() if isolation == "auto" else isolation
     order = ["none", "userns", "namespace"]
     if require is not None and order.index(mode) < order.index(require):
         raise SandboxError(f"isolation {require!r} required, but only {mode!r} is available here")
     job = None if job_dir is None else str(Path(job_dir).resolve())
-    return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch)
+    return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch, loopback)
 
 
-def _run(mode, argv, limits, job, readonly, hide, env, watch=None) -> SandboxResult:
+def _run(mode, argv, limits, job, readonly, hide, env, watch=None, loopback=False) -> SandboxResult:
     host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
     try:
         if mode == "none":
             return _run_plain(argv, limits, job, env, host_scratch, watch)
-        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch)
+        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback)
     finally:
         shutil.rmtree(host_scratch, ignore_errors=True)  # rmtree never follows symlinks
 
@@ -252,7 +256,7 @@ def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
     return _supervise(proc, limits, "none", None, watch)
 
 
-def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch) -> SandboxResult:
+def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback) -> SandboxResult:
     newroot = os.path.join(host_scratch, "root")
     os.mkdir(newroot)
     binds = [p for p in _SYSTEM_DIRS if os.path.lexists(p)]
@@ -266,6 +270,7 @@ def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, 
         "scratch_mb": limits.scratch_mb,
         "uid": _run_uid() if mode == "namespace" else 0,
         "fork": limits.fork,
+        "loopback": loopback,
         "rlimits": _rlimits(limits),
         "argv": _subst(argv, JOB_DIR),
         "env": _worker_env({k: v.replace("{job}", JOB_DIR) for k, v in env.items()}, SCRATCH_DIR),
@@ -475,6 +480,17 @@ def _make_target(root: str, path: str) -> str | None:
     return target
 
 
+def _loopback_up() -> None:
+    """``ip link set lo up`` in the run's new network namespace (SIOCSIFFLAGS on ``lo``)."""
+    import fcntl
+    import socket
+    import struct
+
+    iff_up, iff_loopback, iff_running, siocsifflags = 0x1, 0x8, 0x40, 0x8914
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
+
+
 def _launch(config: dict, status_fd: int) -> None:
     os.set_inheritable(status_fd, False)  # closed at exec: the worker can never write "ready"
     import resource
@@ -511,6 +527,8 @@ def _launch(config: dict, status_fd: int) -> None:
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
+    if config["loopback"]:
+        _loopback_up()
     os.makedirs(root + "/proc", exist_ok=True)
     try:
         _mount("proc", root + "/proc", "proc", _MS["NOSUID"] | _MS["NODEV"] | _MS["NOEXEC"])

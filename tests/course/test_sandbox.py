@@ -120,6 +120,28 @@ def test_no_network():
 
 
 @isolated
+def test_a_loopback_on_request_reaches_only_the_runs_own_processes():
+    with socket.socket() as server:  # a service of the host on its 127.0.0.1
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        r = py(f"""
+            import socket
+            own = socket.socket()
+            own.bind(("127.0.0.1", 0))
+            own.listen(1)
+            socket.create_connection(own.getsockname(), timeout=2)
+            print("own loopback")
+            try:
+                socket.create_connection(("127.0.0.1", {port}), timeout=2)
+                print("host reached")
+            except OSError:
+                print("host unreachable")
+        """, loopback=True)
+    assert r.stdout == b"own loopback\nhost unreachable\n", r.stderr
+
+
+@isolated
 def test_the_worker_cannot_forge_the_setup_handshake():
     r = py("""
         import os
