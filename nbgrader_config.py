@@ -11,6 +11,9 @@ c.CourseDirectory.solution_directory = "solutions"
 # Autograding: a cell that runs longer than this is stopped and scores 0 (a solution cell takes
 # seconds; the time budget of a whole notebook is 60 s on 2 cores).
 c.Execute.timeout = 120
+# Waiting for a cell's output messages: nbgrader's 4 s default fails a correct notebook on a loaded
+# grading machine (Validate and autograde alike).
+c.Execute.iopub_timeout = 30
 # A deleted test cell is put back (and run) instead of silently losing its points.
 c.OverwriteCells.add_missing_cells = True
 # Output limits of autograded notebooks and feedback: a print loop cannot bloat them.
