@@ -2,7 +2,7 @@
 
     dgm-course build [ID ...] [--release-only]     release + executed solution (all when no ID)
     dgm-course check [ID ...] [--no-execute]       committed files in sync with the sources?
-    dgm-course grade ID SUBMISSIONS [--out DIR]    autograde, grades.csv, feedback
+    dgm-course grade ID SUBMISSIONS [--out DIR] [--workers N]   verified grades, grades.csv, feedback
     dgm-course demo                                build all, grade two sample students, print scores
 
 Every command works in the course folder (``--course``, default: the working folder), the one that
@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder with <student_id>/<ID>/<ID>.ipynb (nbgrader's 'submitted' layout)")
     grade.add_argument("--out", type=Path, help="grading folder (default: <course>/course_build/grading/<ID>)")
     grade.add_argument("--timeout", type=float, default=600, help="seconds per student (default: 600)")
+    grade.add_argument("--workers", type=int, default=1,
+                       help="students graded at once (default: 1; the grades do not depend on it)")
 
     demo = sub.add_parser("demo", help="build everything, then grade two sample students and print the scores")
     demo.add_argument("--out", type=Path, help="keep the demo course here (default: a temp folder)")
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             from .grade import grade
 
             out = args.out or course.root / "course_build" / "grading" / args.id
-            rows = grade(course, args.id, args.submissions, out, timeout=args.timeout)
-            print(format_table(rows, [c for c in rows[0] if c not in ("feedback",)]))
+            rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers)
+            print(format_table(rows, [c for c in rows[0] if c not in ("feedback", "flags", "details")]))
         elif args.command == "demo":
             from .demo import demo
 

@@ -1,65 +1,99 @@
-"""Grade a folder of submissions with nbgrader's autograder, one student per process.
+"""Grade a folder of submissions: nbgrader's autograder in a sandbox, every score verified outside it.
 
 Submissions follow nbgrader's ``submitted`` layout: ``<submissions>/<student_id>/<assignment_id>/
-<assignment_id>.ipynb``, with nbgrader's ``timestamp.txt`` and ``submission_secret.txt`` beside it
-when the submission came through ``nbgrader collect``. Grading
-happens in a grading folder ``out`` that is a course folder of its own:
+<assignment_id>.ipynb`` (``timestamp.txt`` and ``submission_secret.txt`` beside it, as ``nbgrader
+submit`` writes them, are kept). Grading happens in a grading folder ``out`` that is a course
+folder of its own, so ``nbgrader release_feedback`` runs there:
 
     out/source_notebooks/<id>/     a copy of the source, released again to fill the gradebook
-    out/gradebook.db               nbgrader's embedded sqlite gradebook
-    out/submitted/<student>/<id>/  each student's validated notebook and nbgrader's files (no others)
-    out/autograded/<student>/<id>/ the executed submissions
-    out/feedback/<student>/<id>/   one HTML feedback file per student, graded or not
+    out/gradebook.db               nbgrader's gradebook: written by the grader only, final scores
+    out/submitted/<student>/<id>/  the validated notebook of each student (and its two text files)
+    out/autograded/<student>/<id>/ the notebook as nbgrader's in-kernel run left it
+    out/feedback/<student>/<id>/   one HTML feedback page per student, graded or not
     out/logs/<student>.log         what nbgrader said
-    out/grades.csv                 one row per student
+    out/grades.csv                 one row per student (columns: :func:`final_rows`)
 
-Each student is first validated (the notebook is there under its name, is JSON, is a valid
-notebook, and no test cell is missing that nbgrader cannot put back), then autograded in a child
-process with a wall-clock limit, so a corrupt, slow or hostile submission costs only its own row.
+Each student, in a pool of ``workers`` threads (each drives its student's child processes):
+
+1. **Validate**: the notebook is there under its name, is JSON, is a valid notebook, and no test
+   cell is missing that nbgrader cannot put back; else the row says why (``invalid``).
+2. **In-kernel run**: nbgrader's own autograde, inside :mod:`dgm_course.course.sandbox` (its own
+   namespaces and root, no view of the course, the gradebook or other submissions, memory and
+   wall-clock limits), against a fresh copy of the assignment's gradebook that holds no student;
+   the notebook's kernel may not start processes. It gives the cell outputs of the feedback and
+   the *in-kernel score*, which student code can fool and which therefore only raises flags.
+3. **Verification**: :func:`~dgm_course.course.verify.verify_submission` re-runs the student's
+   solution cells in another sandbox and checks numbers against the grader's own references.
+   Its score is the final one; a task whose in-kernel score differs is flagged with the reason.
+   An assignment without a spec keeps its in-kernel score and is marked unverified.
+4. **Gradebook and feedback**: the grader writes the final scores to ``out/gradebook.db``, then
+   nbgrader renders the feedback page from it (so it shows the final scores), with a section
+   listing each task's verified result; where nbgrader cannot, a page of our own says why.
+
+The threat model and what this does and does not protect: ``docs/grading.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import functools
 import html
+import inspect
 import json
+import math
 import os
 import re
+import secrets
 import shutil
-import signal
-import subprocess
 import sys
+import tempfile
+import threading
+import warnings
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from . import sandbox
 from .cells import grade_cells, task_name
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
+from .sandbox import Limits, SandboxError
+from .verify import flag_verdicts
 
 __all__ = ["StudentResult", "validate_submission", "grade", "final_rows", "write_csv", "GRADED", "INVALID",
-           "FAILED", "TIMEOUT"]
+           "FAILED", "TIMEOUT", "ERROR"]
 
-GRADED, INVALID, FAILED, TIMEOUT = "graded", "invalid", "failed", "timeout"
+GRADED, INVALID, FAILED, TIMEOUT, ERROR = "graded", "invalid", "failed", "timeout", "error"
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
 _MARKER = ".dgm-course-grading"
-# What nbgrader itself puts beside a submission: the submission time (lateness) and the secret
-# that release_feedback names the feedback page with.
-_NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
+_KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
+_HEAD_BYTES = 1 << 20  # the in-kernel run's report line
 
 
 @dataclass
 class StudentResult:
-    """What autograding one student gave: ``scores`` maps each test cell's grade id to its points."""
+    """What grading one student gave.
+
+    ``scores``: the final points of each test cell by grade id (verified where a spec exists).
+    ``in_kernel``: nbgrader's in-kernel points by grade id (``None``: that run gave none), with
+    ``in_kernel_status`` (graded, failed, timeout, not run) and ``in_kernel_reason``.
+    ``verdicts``: the verifier's :class:`~dgm_course.course.verify.TaskVerdict` list (``None``:
+    not verified, see ``verification``).
+    """
 
     student_id: str
     status: str
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)
     needs_manual_grade: bool = False
-    notebook: Path | None = None  # the validated submission, for a verifier to re-run
+    notebook: Path | None = None  # the validated submission in the grading folder
+    in_kernel: dict[str, float] | None = None
+    in_kernel_status: str = "not run"
+    in_kernel_reason: str = ""
+    verdicts: list | None = None
+    verification: str = ""
 
 
 def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode) -> tuple[Path | None, str]:
@@ -117,92 +151,479 @@ def _prepare(course: Course, assignment_id: str, out: Path) -> None:
         result = nbgrader_api(course, out).generate_assignment(assignment_id)
     if not result["success"]:
         raise CourseError(f"nbgrader generate_assignment failed:\n{result.get('log', '')}{result.get('error', '')}")
+    (out / "logs").mkdir()
 
 
-def _autograde(course: Course, assignment_id: str, student_id: str, out: Path, timeout: float) -> tuple[str, str]:
-    """Autograde and write feedback for one student in a child process; ``(status, reason)``."""
-    log, report_path = out / "logs" / f"{student_id}.log", out / "logs" / f"{student_id}.json"
-    command = [sys.executable, "-m", "dgm_course.course._autograde", str(course.root), str(out), assignment_id,
-               student_id, str(report_path)]
-    with execution_env(), open(log, "w") as log_file:
-        # Its own session: on timeout the whole process group goes. The kernel has a session of
-        # its own, but it polls its parent and exits within a second when the parent is gone.
-        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            return TIMEOUT, f"autograding took longer than {timeout:g} s and was stopped"
+@dataclass
+class _Batch:
+    """What every student's grading shares; ``lock`` serializes the gradebook writes."""
+
+    course: Course
+    assignment_id: str
+    source_path: Path
+    source: nbformat.NotebookNode
+    max_scores: dict[str, float]
+    spec: object | None  # an AssignmentSpec
+    submissions: Path
+    out: Path
+    timeout: float
+    cell_timeout: float | None
+    require: str | None
+    gradebook: bytes  # the assignment's gradebook before any student: what an in-kernel run gets
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def course_id(self) -> str:
+        return self.course.config.CourseDirectory.get("course_id", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-kernel run: nbgrader's autograde of one student in the sandbox
+
+
+def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only its source is shipped
+    """Autograde one submission with nbgrader; then, with the final scores in the gradebook copy,
+    nbgrader's feedback page. Writes a JSON head line, the autograded notebook and the page."""
+    import ctypes
+    import json
+    import os
+    import shutil
+    import sys
+
+    job = os.environ["AUTOGRADE_JOB"]
+    with open(os.path.join(job, "job.json")) as fh:
+        cfg = json.load(fh)
+    # Not dumpable: the kernel runs as the same user but can neither ptrace this process nor
+    # open its file descriptors (the result channel below) through /proc.
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    results = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    home = os.environ["HOME"]
+    root = os.path.join(home, "course")
+    shutil.copytree(os.path.join(job, "course"), root)
+    if os.path.isdir(os.path.join(job, "mpl")):  # matplotlib's font list: no font scan in every run
+        shutil.copytree(os.path.join(job, "mpl"), os.environ["MPLCONFIGDIR"], dirs_exist_ok=True)
+    # The notebook's kernel: this interpreter, started through a launcher that forbids new processes.
+    kernels = os.path.join(home, "jupyter", "kernels", cfg["kernel_name"])
+    os.makedirs(kernels)
+    with open(os.path.join(kernels, "kernel.json"), "w") as fh:
+        json.dump({"argv": [sys.executable, os.path.join(job, "kernel.py"), "-f", "{connection_file}"],
+                   "display_name": cfg["kernel_name"], "language": "python"}, fh)
+    os.environ["JUPYTER_PATH"] = os.path.join(home, "jupyter")
+
+    from nbgrader.api import Gradebook
+    from nbgrader.apps.api import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    aid, sid = cfg["assignment_id"], cfg["student_id"]
+    head = {"autograded": False, "error": "", "log": "", "scores": {}, "needs_manual": [], "notebook_bytes": 0,
+            "feedback_bytes": 0}
+    notebook = page = b""
     try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError):
-        return FAILED, f"the autograder crashed (exit code {child.returncode}); see logs/{student_id}.log"
-    with open(log, "a") as log_file:
-        log_file.write(report.get("log", ""))
-    if not report["autograded"]:
-        return FAILED, f"nbgrader could not autograde it: {report.get('error', '?')}"
-    if not report["feedback"]:
-        return GRADED, f"graded, but nbgrader's feedback failed: {report.get('error', '?')}"
-    return GRADED, ""
+        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        config.CourseDirectory.root = root
+        for key, value in cfg["config"].items():
+            section, trait = key.split(".")
+            config[section][trait] = value
+        api = NbGraderAPI(config=config)
+        result = api.autograde(aid, sid)
+        head["log"] = (result.get("log", "") + result.get("error", ""))[-100_000:]
+        if result["success"]:
+            final = cfg["final_scores"]
+            with Gradebook(f"sqlite:///{root}/gradebook.db", cfg["course_id"]) as gb:
+                grades = gb.find_submission_notebook(aid, aid, sid).grades
+                head["scores"] = {g.name: float(g.auto_score or 0.0) for g in grades}  # never manual_score
+                head["needs_manual"] = [g.name for g in grades if g.needs_manual_grade]
+                for g in grades if final is not None else []:  # the feedback shows the final scores
+                    g.auto_score, g.manual_score, g.needs_manual_grade = final.get(g.name, 0.0), None, False
+                gb.db.commit()
+            with open(os.path.join(root, "autograded", sid, aid, f"{aid}.ipynb"), "rb") as fh:
+                notebook = fh.read()
+            head["autograded"] = True
+            result = api.generate_feedback(aid, sid)
+            head["log"] += (result.get("log", "") + result.get("error", ""))[-100_000:]
+            if result["success"]:
+                with open(os.path.join(root, "feedback", sid, aid, f"{aid}.html"), "rb") as fh:
+                    page = fh.read()
+    except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
+        head["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    head["notebook_bytes"], head["feedback_bytes"] = len(notebook), len(page)
+    results.write(json.dumps(head).encode() + b"\n" + notebook + page)
+    results.close()
+    os._exit(0)
 
 
-def _scores(course: Course, out: Path, assignment_id: str, student_id: str) -> tuple[dict[str, float], bool] | None:
-    """Points by grade id and whether any needs a person, from the gradebook (``None``: not there)."""
-    from nbgrader.api import Gradebook, MissingEntry
+def _kernel_main() -> None:  # pragma: no cover - the notebook's kernel in the sandbox
+    """Forbid new processes (the sandbox's seccomp filter), then be an ordinary IPython kernel."""
+    import importlib.util
+    import os
+    import runpy
+    import sys
 
-    db_url = f"sqlite:///{out / 'gradebook.db'}"
-    with Gradebook(db_url, course.config.CourseDirectory.get("course_id", "")) as gb:
+    spec = importlib.util.spec_from_file_location("_sandbox", os.path.join(os.environ["AUTOGRADE_JOB"], "sandbox.py"))
+    tools = sys.modules["_sandbox"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    tools._forbid_fork(tools._libc()[1])
+    del sys.modules["_sandbox"], spec, tools
+    sys.argv[0] = "ipykernel_launcher"
+    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+
+
+@functools.cache
+def _matplotlib_cache() -> Path | None:
+    """The grader's matplotlib font list (built on first use), if matplotlib is there."""
+    try:
+        import matplotlib
+        import matplotlib.font_manager  # noqa: F401 - builds the list
+    except ImportError:
+        return None
+    found = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
+    return found[-1] if found else None
+
+
+def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Path,
+                        final_scores: dict[str, float] | None) -> None:
+    from .verify import _worker_library
+
+    aid = batch.assignment_id
+    course = job / "course"
+    # The source folder without its notebook: nbgrader copies the other files (data) beside the notebook.
+    shutil.copytree(batch.course.root / batch.course.source_name / aid, course / batch.course.source_name / aid,
+                    ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    shutil.copy(batch.course.root / CONFIG_FILE, course / CONFIG_FILE)
+    (course / "gradebook.db").write_bytes(batch.gradebook)
+    (course / "submitted" / student_id / aid).mkdir(parents=True)
+    for name in (f"{aid}.ipynb", "timestamp.txt"):
+        if (submitted / name).is_file():
+            shutil.copy(submitted / name, course / "submitted" / student_id / aid / name)
+    config = {"Execute.record_timing": False, "Execute.store_widget_state": False}
+    if batch.cell_timeout is not None:
+        config["Execute.timeout"] = batch.cell_timeout
+    kernel = batch.source.metadata.get("kernelspec", {}).get("name", "python3")
+    (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id, "config": config,
+                                              "course_id": batch.course_id, "kernel_name": kernel,
+                                              "final_scores": final_scores}))
+    (job / "runner.py").write_text(inspect.getsource(_inkernel_main) + "\n\n_inkernel_main()\n")
+    (job / "kernel.py").write_text(inspect.getsource(_kernel_main) + "\n\n_kernel_main()\n")
+    shutil.copy(sandbox.__file__, job / "sandbox.py")
+    _worker_library(job / "lib", ())  # the whole library: hidden tests import its references
+    fonts = _matplotlib_cache()
+    if fonts is not None:
+        (job / "mpl").mkdir()
+        shutil.copy(fonts, job / "mpl" / fonts.name)
+    for root, dirs, files in os.walk(job):  # readable by the run's own uid
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+
+
+def _inkernel_limits(timeout: float) -> Limits:
+    # fork: nbgrader starts the kernel (the kernel itself may not fork); memory is per process.
+    return Limits(wall_s=timeout, fork=True, memory_mb=4096, scratch_mb=512, nproc=256,
+                  stdout_bytes=64 << 20, stderr_bytes=4 << 20)
+
+
+def _error_line(text: str) -> str:
+    """The last ``module.Error: message`` line of a log (nbgrader's own wrapper says nothing)."""
+    lines = [m.group(0).strip() for m in re.finditer(r"^\s*[\w.]*(Error|Exception|Exit)\b.*$", text, re.M)
+             if "NbGraderException" not in m.group(0)]
+    return lines[-1][:300] if lines else "see the log"
+
+
+def _read_report(stdout: bytes, max_scores: dict[str, float]) -> tuple[dict, bytes, bytes]:
+    """The run's head line, notebook and feedback page, as plain values: unknown cells and
+    impossible scores go."""
+    newline = stdout.find(b"\n", 0, _HEAD_BYTES)
+    if newline < 0:
+        raise ValueError("no report")
+    head = json.loads(stdout[:newline])
+    n, m = int(head["notebook_bytes"]), int(head["feedback_bytes"])
+    notebook = stdout[newline + 1: newline + 1 + n]
+    page = stdout[newline + 1 + n: newline + 1 + n + m]
+    if n < 0 or m < 0 or len(notebook) != n or len(page) != m:
+        raise ValueError("truncated report")
+    scores = {}
+    for gid, points in dict(head.get("scores", {})).items():
+        if gid in max_scores and isinstance(points, (int, float)) and math.isfinite(points):
+            scores[gid] = min(max(float(points), 0.0), max_scores[gid])
+    manual = [gid for gid in head.get("needs_manual", []) if gid in max_scores]
+    return {"autograded": head.get("autograded") is True, "scores": scores, "needs_manual": manual,
+            "error": str(head.get("error", ""))[:500], "log": str(head.get("log", ""))}, notebook, page
+
+
+def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> bytes:
+    """nbgrader's autograde of one student in the sandbox: the in-kernel score, the notebook, and
+    nbgrader's feedback page (returned; showing ``result.scores`` where verified)."""
+    sid, aid = result.student_id, batch.assignment_id
+    job = Path(tempfile.mkdtemp(prefix="dgm-autograde-"))
+    try:
+        _write_inkernel_job(job, batch, sid, submitted, result.scores if result.verdicts is not None else None)
+        env = {"AUTOGRADE_JOB": "{job}", "PYTHONPATH": "{job}/lib", "TQDM_DISABLE": "1",
+               "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+        from .verify import LIBRARY
+
+        run = sandbox.run([sys.executable, "{job}/runner.py"], _inkernel_limits(batch.timeout), job, env=env,
+                          hide=[str(LIBRARY)], require=batch.require, loopback=True)
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    log = batch.out / "logs" / f"{sid}.log"
+    try:
+        report, notebook, page = _read_report(run.stdout, batch.max_scores)
+    except (ValueError, KeyError, TypeError):
+        report, notebook, page = None, b"", b""
+    with open(log, "w") as fh:
+        fh.write((report or {}).get("log", "") + run.stderr[-20_000:].decode(errors="replace"))
+    if run.timed_out:
+        result.in_kernel_status = TIMEOUT
+        result.in_kernel_reason = f"autograding took longer than {batch.timeout:g} s and was stopped"
+    elif report is None:
+        result.in_kernel_status = FAILED
+        result.in_kernel_reason = f"the autograder crashed ({run.describe()}); see logs/{sid}.log"
+    elif not report["autograded"]:
+        result.in_kernel_status = FAILED
+        why = report["error"] or _error_line(report["log"])
+        result.in_kernel_reason = f"nbgrader could not autograde it: {why}"
+    else:
+        result.in_kernel_status = GRADED
+        result.in_kernel = report["scores"]
+        result.needs_manual_grade = bool(report["needs_manual"])
+        folder = batch.out / "autograded" / sid / aid
+        folder.mkdir(parents=True)
+        (folder / f"{aid}.ipynb").write_bytes(notebook)
+        for name in _KEPT_FILES:
+            if (submitted / name).is_file():
+                shutil.copy(submitted / name, folder / name)
+    return page
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+def _verify(batch: _Batch, result: StudentResult) -> None:
+    """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
+    from .verify import SetupError, SpecError, gradebook_scores, grading_seed, verify_submission
+
+    seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id)
+    error: Exception | None = None
+    for _ in range(2):  # a sandbox that did not start on a loaded machine may start the next time
         try:
-            notebook = gb.find_submission_notebook(assignment_id, assignment_id, student_id)
-        except MissingEntry:
-            return None
-        scores = {g.name: float(g.score) for g in notebook.grades}
-        return scores, any(g.needs_manual_grade for g in notebook.grades)
+            verdicts = verify_submission(batch.spec, result.notebook, batch.source_path, seed=seed,
+                                         require=batch.require)
+            break
+        except (SpecError, SetupError, SandboxError) as exc:
+            error = exc
+    else:
+        result.status = ERROR
+        result.reason = f"grader error, not the student's (tried twice): {type(error).__name__}: {error}"
+        return
+    verified = gradebook_scores(batch.spec, verdicts, batch.source_path)
+    # A graded cell no task covers would score 0: specs must cover every graded cell (check_spec).
+    result.scores = {gid: verified.get(gid, 0.0) for gid in batch.max_scores}
+    result.verdicts = verdicts
+    result.verification = verdicts[0].isolation if verdicts else "nothing to verify"
+    result.status, result.reason = GRADED, ""
 
 
-def _write_feedback(out: Path, assignment_id: str, result: StudentResult) -> None:
-    """A feedback page where nbgrader wrote none: the reason, and what to do."""
-    path = out / "feedback" / result.student_id / assignment_id / f"{assignment_id}.html"
+# ---------------------------------------------------------------------------------------------
+# Gradebook and feedback
+
+
+def _timestamp(folder: Path):
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc((folder / "timestamp.txt").read_text().strip())
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
+def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None:
+    """The final scores of one student into ``out/gradebook.db`` (the grader is its only writer)."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    aid, sid = batch.assignment_id, result.student_id
+    manual = result.needs_manual_grade and result.verdicts is None
+    with batch.lock, warnings.catch_warnings(), Gradebook(f"sqlite:///{batch.out / 'gradebook.db'}",
+                                                          batch.course_id) as gb:
+        # nbgrader's add_submission always warns about SQLAlchemy's autoflush; autograde does too.
+        warnings.simplefilter("ignore", SAWarning)
+        gb.update_or_create_student(sid)
+        timestamp = _timestamp(folder)
+        gb.update_or_create_submission(aid, sid, **({"timestamp": timestamp} if timestamp else {}))
+        for g in gb.find_submission_notebook(aid, aid, sid).grades:
+            g.auto_score = result.scores.get(g.name, 0.0)
+            g.manual_score = None
+            g.needs_manual_grade = manual
+        gb.db.commit()
+
+
+def _verification_html(result: StudentResult) -> str:
+    """The feedback section that says how each task was graded."""
+    esc = html.escape
+    parts = ["<div class='dgm-verification' style='border:2px solid #444;padding:0.5em 1em;margin:1em 0'>"]
+    if result.verdicts is not None:
+        total = sum(v.points for v in result.verdicts)
+        parts.append(f"<h2>Verified score: {total:g} of {sum(v.max_points for v in result.verdicts):g}</h2>"
+                     "<p>Each task was checked again outside your notebook's kernel: your solution cells ran "
+                     "in a separate process on inputs drawn at grading time, and their results were compared "
+                     "with the grader's own reference. These are your points; the test cells below show what "
+                     "the tests printed in your kernel.</p>\n<table border='1' cellpadding='4'>"
+                     "<tr><th>task</th><th>points</th><th>result</th></tr>")
+        for v in result.verdicts:
+            parts.append(f"<tr><td>{esc(v.task_id)}</td><td>{v.points:g} / {v.max_points:g}</td>"
+                         f"<td>{esc(v.reason)}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append(f"<p>Graded by nbgrader's tests in your notebook's kernel ({esc(result.verification)}).</p>")
+    if result.in_kernel_status != GRADED and result.in_kernel_reason:
+        parts.append(f"<p>The run of your notebook with nbgrader's tests: {esc(result.in_kernel_reason)}</p>")
+    parts.append("</div>\n")
+    return "".join(parts)
+
+
+def _write_page(batch: _Batch, result: StudentResult) -> None:
+    """A feedback page of our own where nbgrader's cannot be made: the reason, what to do, the scores."""
+    aid = batch.assignment_id
+    path = batch.out / "feedback" / result.student_id / aid / f"{aid}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     if result.status == GRADED:
         title = f"graded: {sum(result.scores.values()):g} points"
-        advice = "The detailed feedback could not be written; ask your instructor for it."
+        advice = "The page with your notebook could not be made; ask your instructor for it."
+    elif result.status == ERROR:
+        title = "not graded yet"
+        advice = "The grading machine failed, not your notebook; your instructor will grade it again."
     else:
         title = "your submission could not be graded"
         advice = ("Submit the notebook of the release under its own name, with every cell of the release in "
                   "it, after a restart and a run of all cells. Ask your instructor if the reason is unclear.")
+    reason = result.reason or result.in_kernel_reason
     path.write_text(
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(assignment_id)}</title></head><body>\n"
-        f"<h1>{html.escape(assignment_id)}: {html.escape(title)}</h1>\n"
-        f"<p><b>Reason:</b> {html.escape(result.reason)}</p>\n<p>{html.escape(advice)}</p>\n</body></html>\n"
+        f"<title>{html.escape(aid)}</title></head><body>\n"
+        f"<h1>{html.escape(aid)}: {html.escape(title)}</h1>\n"
+        + (f"<p><b>Reason:</b> {html.escape(reason)}</p>\n" if reason else "")
+        + (_verification_html(result) if result.status == GRADED else "")
+        + f"<p>{html.escape(advice)}</p>\n</body></html>\n"
     )
+
+
+def _feedback(batch: _Batch, result: StudentResult, original: Path, page: bytes = b"") -> None:
+    """nbgrader's page (``page``) with the verification section, or our own; then the two files
+    that release_feedback needs."""
+    aid = batch.assignment_id
+    folder = batch.out / "feedback" / result.student_id / aid
+    shutil.rmtree(folder, ignore_errors=True)
+    if result.status == GRADED and page:
+        text = page.decode(errors="replace")
+        body = re.search(r"<body[^>]*>", text)
+        at = body.end() if body else len(text)
+        folder.mkdir(parents=True)
+        (folder / f"{aid}.html").write_text(text[:at] + "\n" + _verification_html(result) + text[at:])
+    else:
+        _write_page(batch, result)
+    # nbgrader release_feedback reads both files beside every page and stops the whole release at
+    # a missing one: copy the submission's, or complete the folder (a random secret: the page is
+    # released under a name no one can guess, so no one fetches it).
+    for name in _KEPT_FILES:
+        if not (folder / name).is_file():
+            if (original / name).is_file():
+                shutil.copy(original / name, folder / name)
+            else:
+                (folder / name).write_text("" if name == "timestamp.txt" else secrets.token_hex(32))
+
+
+# ---------------------------------------------------------------------------------------------
+# One student, the batch
+
+
+def _grade_student(batch: _Batch, student_id: str) -> StudentResult:
+    """Every step for one student; nothing that happens here stops the batch."""
+    original = batch.submissions / student_id / batch.assignment_id
+    try:
+        result = _grade_student_steps(batch, student_id, original)
+    except Exception as exc:  # noqa: BLE001 - a grader bug costs one row, never the batch
+        result = StudentResult(student_id, ERROR, f"grader error, not the student's: {type(exc).__name__}: {exc}")
+    if result.status in (ERROR, INVALID) or not (batch.out / "feedback" / student_id).exists():
+        try:
+            _feedback(batch, result, original if _STUDENT_ID.match(student_id) else batch.out / "logs")
+        except Exception:  # noqa: BLE001 - the row still says what happened
+            pass
+    return result
+
+
+def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> StudentResult:
+    if not _STUDENT_ID.match(student_id):
+        return StudentResult(student_id, INVALID, "the folder name is not a usable student id "
+                             "(letters, digits, '.', '_', '@', '-')")
+    notebook, reason = validate_submission(original, batch.assignment_id, batch.source)
+    if reason:
+        result = StudentResult(student_id, INVALID, reason)
+        _write_gradebook(batch, result, original)
+        return result
+    target = batch.out / "submitted" / student_id / batch.assignment_id
+    target.mkdir(parents=True)
+    shutil.copy(notebook, target / notebook.name)  # the notebook only: no student module beside it
+    for name in _KEPT_FILES:
+        if (original / name).is_file():
+            shutil.copy(original / name, target / name)
+    result = StudentResult(student_id, GRADED, notebook=target / notebook.name)
+    if batch.spec is not None:
+        _verify(batch, result)
+        if result.status == ERROR:
+            return result  # graded again later: no in-kernel run, no gradebook entry
+    page = _run_in_kernel(batch, result, target)
+    if batch.spec is not None:
+        flag_verdicts(batch.spec, result.verdicts, result.in_kernel)
+    else:
+        result.verification = "unverified: no spec for this assignment"
+        result.status, result.reason = result.in_kernel_status, result.in_kernel_reason
+        if result.status == GRADED and result.in_kernel is None:
+            result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
+        result.scores = dict(result.in_kernel or {})
+    _write_gradebook(batch, result, target)
+    _feedback(batch, result, original, page)
+    return result
 
 
 def final_rows(course: Course, assignment_id: str, results: list[StudentResult],
                max_scores: dict[str, float]) -> list[dict]:
-    """The CSV rows, one per student: the one place where in-kernel scores become final scores.
+    """The CSV rows, one per student, in the order of ``results``.
 
-    ``max_scores`` maps each test cell's grade id to its points, in notebook order; a task's
-    column is named after its function (``test_<name>`` -> ``<name>``). A graded result carries
-    ``scores`` (nbgrader's in-kernel points by grade id) and ``notebook`` (the submitted copy in
-    the grading folder).
+    ``max_scores`` maps each test cell's grade id to its points, in notebook order. Columns:
 
-    The out-of-kernel verifier plugs in here, as one call per graded result before the total is
-    summed: ``verify_submission(assignment_id, result.notebook, course.source_notebook(assignment_id),
-    seed=grading_seed(course_id, assignment_id, result.student_id), in_kernel=result.scores)``,
-    whose verified points per task then replace the in-kernel ones.
+    - ``student_id``, ``status`` (graded, invalid, failed, timeout, or error: the grader's own
+      failure, to grade again), ``reason`` (why it is not graded), ``score``, ``max_score``,
+      ``needs_manual_grade``;
+    - one column per task, named after its function (``test_<name>`` -> ``<name>``): final points;
+    - ``verified``: ``yes`` when the verifier's scores are the final ones; ``isolation``: the
+      sandbox level of the verification (or why there is none);
+    - ``in_kernel_score`` / ``in_kernel_status``: what nbgrader's tests in the student's kernel gave;
+    - ``flags``: each task whose in-kernel score differs from the verified one, with the reason;
+    - ``details``: each task that lost points, with the verifier's reason (the feedback shows it too);
+    - ``feedback``: the feedback page, relative to the grading folder.
     """
     rows = []
     for result in results:
         scores = {task_name(gid): points for gid, points in result.scores.items()}
         row = {"student_id": result.student_id, "status": result.status, "reason": result.reason,
-               "score": round(sum(scores.values()), 6), "max_score": sum(max_scores.values()),
-               "needs_manual_grade": result.needs_manual_grade}
+               "score": "" if result.status == ERROR else round(sum(scores.values()), 6),
+               "max_score": sum(max_scores.values()), "needs_manual_grade": result.needs_manual_grade}
         for gid in max_scores:
             row[task_name(gid)] = scores.get(task_name(gid), "")
+        verdicts = result.verdicts or []
+        row["verified"] = "yes" if result.verdicts is not None else "no"
+        row["isolation"] = result.verification
+        row["in_kernel_score"] = "" if result.in_kernel is None else round(sum(result.in_kernel.values()), 6)
+        row["in_kernel_status"] = " ".join(filter(None, [result.in_kernel_status, result.in_kernel_reason and
+                                                         f"({result.in_kernel_reason})"]))
+        flags = [f"{v.task_id}: {v.flag}" for v in verdicts if v.flag]
+        if result.verdicts is not None and result.in_kernel is None:
+            flags.insert(0, f"no in-kernel score to compare: {result.in_kernel_reason or result.in_kernel_status}")
+        row["flags"] = "; ".join(flags)
+        row["details"] = "; ".join(f"{v.task_id}: {v.reason}" for v in verdicts if v.points < v.max_points)
         row["feedback"] = f"feedback/{result.student_id}/{assignment_id}/{assignment_id}.html"
         rows.append(row)
     return rows
@@ -215,15 +636,32 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _spec(assignment_id: str, spec, source_path: Path):
+    """The assignment's verification spec, checked against the source; ``None`` if it has none."""
+    from .verify import SpecError, check_spec, load_spec
+
+    try:
+        return check_spec(spec if spec is not None else load_spec(assignment_id), source_path)
+    except SpecError as err:
+        if spec is None and str(err).startswith("no verification spec"):
+            return None
+        raise CourseError(f"the verification spec of {assignment_id} does not fit its source notebook: {err}") \
+            from None
+
+
 def grade(course: Course, assignment_id: str, submissions: Path, out: Path, timeout: float = 600,
           progress: bool = True, students: Iterable[str] | None = None,
-          log: Callable[[str], None] = print) -> list[dict]:
-    """Autograde every student folder in ``submissions``; write ``out/grades.csv``; return its rows.
+          log: Callable[[str], None] = print, workers: int = 1, cell_timeout: float | None = None,
+          spec=None, require: str | None = "userns") -> list[dict]:
+    """Grade every student folder in ``submissions``; write ``out/grades.csv``; return its rows.
 
-    ``timeout`` is the wall-clock limit of one student (cells also stop after nbgrader's
-    ``Execute.timeout``). Every student gets a row and a feedback file, also when the submission
-    could not be graded; the row's ``status`` is ``graded``, ``invalid``, ``failed`` or
-    ``timeout`` and ``reason`` says why.
+    ``timeout``: the wall-clock limit of one student's in-kernel run (cells also stop after
+    nbgrader's ``Execute.timeout``, or ``cell_timeout`` when given); the verifier's limits are
+    its spec's. ``workers``: students graded at once (the grades do not depend on it).
+    ``spec``: the :class:`~dgm_course.course.verify.AssignmentSpec` (default: the assignment's,
+    none: unverified). ``require``: the weakest sandbox level accepted (``None``: any, even none).
+
+    Every student gets a row and a feedback page, also when the submission could not be graded.
     """
     from tqdm.auto import tqdm
 
@@ -235,41 +673,27 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     if not ids:
         raise CourseError(f"{submissions} holds no student folders (<student_id>/{assignment_id}/{assignment_id}.ipynb)")
     source = nbformat.read(source_path, as_version=4)
-    max_scores = grade_cells(source)
+    checked = _spec(assignment_id, spec, source_path)
     _prepare(course, assignment_id, out)
-    (out / "logs").mkdir()
+    batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
+                   timeout, cell_timeout, require, (out / "gradebook.db").read_bytes())
 
-    results = []
-    for student_id in tqdm(ids, desc=f"grading {assignment_id}", unit="student", disable=not progress):
-        if not _STUDENT_ID.match(student_id):
-            result = StudentResult(student_id, INVALID, "the folder name is not a usable student id "
-                                   "(letters, digits, '.', '_', '@', '-')")
-        else:
-            notebook, reason = validate_submission(submissions / student_id / assignment_id, assignment_id, source)
-            result = StudentResult(student_id, INVALID, reason)
-        if result.reason:
-            _write_feedback(out, assignment_id, result)
-            results.append(result)
-            continue
-        target = out / "submitted" / student_id / assignment_id
-        target.mkdir(parents=True)
-        # The notebook and nbgrader's own files only: no student module that could shadow a library.
-        shutil.copy(notebook, target / notebook.name)
-        for name in _NBGRADER_FILES:
-            if (notebook.parent / name).is_file():
-                shutil.copy(notebook.parent / name, target / name)
-        status, reason = _autograde(course, assignment_id, student_id, out, timeout)
-        result = StudentResult(student_id, status, reason, notebook=target / notebook.name)
-        found = _scores(course, out, assignment_id, student_id) if status == GRADED else None
-        if found is not None:
-            result.scores, result.needs_manual_grade = found
-        elif status == GRADED:
-            result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
-        if not (out / "feedback" / student_id / assignment_id / f"{assignment_id}.html").is_file():
-            _write_feedback(out, assignment_id, result)
-        results.append(result)
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        futures = [pool.submit(_grade_student, batch, student_id) for student_id in ids]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment_id}", unit="student",
+                      disable=not progress):
+            pass
+        results = [f.result() for f in futures]
 
-    rows = final_rows(course, assignment_id, results, max_scores)
+    rows = final_rows(course, assignment_id, results, batch.max_scores)
     write_csv(rows, out / "grades.csv")
     log(f"wrote {out / 'grades.csv'} ({len(rows)} students) and feedback/ in {out}")
+    flagged = [row["student_id"] for row in rows if row["flags"]]
+    if flagged:
+        log(f"flagged (see the flags column): {', '.join(flagged)}")
+    errors = [r.student_id for r in results if r.status == ERROR]
+    if errors:
+        log(f"warning: the grader failed for {', '.join(errors)} (see their reason): grade them again")
+    if checked is None:
+        log(f"warning: {assignment_id} has no verification spec: its scores are nbgrader's in-kernel ones")
     return rows

@@ -80,7 +80,9 @@ __all__ = [
     "SetupError",
     "verify_submission",
     "gradebook_scores",
+    "flag_verdicts",
     "load_spec",
+    "check_spec",
     "grading_seed",
     "notebook_cells",
 ]
@@ -204,6 +206,17 @@ def load_spec(assignment_id: str) -> AssignmentSpec:
         raise SpecError(f"no verification spec for {assignment_id!r}: write dgm_course/course/specs/"
                         f"{assignment_id}.py") from None
     return module.SPEC
+
+
+def check_spec(spec: AssignmentSpec | str, source_notebook) -> AssignmentSpec:
+    """The spec (or the one of an assignment id) after checking that it fits the source notebook.
+
+    Raises :class:`SpecError` where it does not: a grader checks this once, before grading anyone.
+    """
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    _check_spec(spec, notebook_cells(_read_notebook(source_notebook)))
+    _hidden_parts(spec.hidden)
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -862,15 +875,29 @@ def _raise_if_setup_failed(program, cell_errors: dict[int, str]) -> None:
             raise SetupError(f"the trusted set-up cell {label} failed: {cell_errors[i]}")
 
 
+def flag_verdicts(spec: AssignmentSpec | str, verdicts: list[TaskVerdict],
+                  in_kernel: dict[str, float] | None) -> list[TaskVerdict]:
+    """Set each verdict's ``in_kernel_points`` and ``flag`` from nbgrader's score of each test cell.
+
+    For a grader that verifies first and runs nbgrader's in-kernel tests afterwards (a task
+    whose test cells have no in-kernel score keeps ``None``).
+    """
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    tests = {t.task_id: t.test_ids for t in spec.tasks}
+    for v in verdicts:
+        ids = tests[v.task_id]
+        if in_kernel is None or not all(tid in in_kernel for tid in ids):
+            continue
+        v.in_kernel_points = float(sum(in_kernel[tid] for tid in ids))
+        v.flag = None
+        if abs(v.in_kernel_points - v.points) > 1e-9:
+            v.flag = f"in-kernel score {v.in_kernel_points:g} differs from the verified score {v.points:g}: {v.reason}"
+    return verdicts
+
+
 def _finish(spec, settled, in_kernel, level) -> list[TaskVerdict]:
     verdicts = []
     for t in spec.tasks:
         points, passed, failed, reason = settled[t.task_id]
-        v = TaskVerdict(t.task_id, float(points), t.max_points, list(passed), list(failed), reason, level)
-        if in_kernel is not None and all(tid in in_kernel for tid in t.test_ids):
-            v.in_kernel_points = float(sum(in_kernel[tid] for tid in t.test_ids))
-            if abs(v.in_kernel_points - v.points) > 1e-9:
-                v.flag = (f"in-kernel score {v.in_kernel_points:g} differs from the verified score "
-                          f"{v.points:g}: {reason}")
-        verdicts.append(v)
-    return verdicts
+        verdicts.append(TaskVerdict(t.task_id, float(points), t.max_points, list(passed), list(failed), reason, level))
+    return flag_verdicts(spec, verdicts, in_kernel)
