@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from dgm_course.course.cells import grade_cells, nbgrader_meta, solution_cells
@@ -25,7 +26,10 @@ TINY_ID = "00_tiny"
 def notebook(kind: str, assignment_id: str) -> nbformat.NotebookNode:
     """``kind`` is ``"source"``, ``"release"`` or ``"solution"``."""
     folder = {"source": COURSE.source_name, "release": COURSE.release_name, "solution": COURSE.solution_name}[kind]
-    return nbformat.read(ROOT / folder / assignment_id / f"{assignment_id}.ipynb", as_version=4)
+    path = ROOT / folder / assignment_id / f"{assignment_id}.ipynb"
+    if not path.is_file():
+        pytest.fail(f"{path.relative_to(ROOT)} is missing: run `dgm-course build {assignment_id}`")
+    return nbformat.read(path, as_version=4)
 
 
 def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:

@@ -2,8 +2,8 @@
 
 nbgrader's scoring rule makes some of them matter for grades: a test cell scores 0 on an error
 or on any stderr output, and full marks when it does not fail; a bare last expression is its
-"result" (``False`` scores full marks, a number partial credit). So every test cell asserts and
-ends on an assertion.
+"result" (``False`` scores full marks, a number partial credit). So every test cell asserts, and
+no top-level statement of it is a bare expression (calls of ``assert*`` helpers excepted).
 """
 
 from __future__ import annotations
@@ -97,8 +97,7 @@ def test_test_cells_assert_and_never_end_on_a_bare_expression(assignment_id, kin
         cell = cell_by_id(nb, grade_id)
         body = _statements(cell.source)
         assert any(isinstance(n, ast.Assert) for n in ast.walk(ast.Module(body=body, type_ignores=[]))), grade_id
-        assert _asserts(body[-1]), f"{grade_id} ends on {ast.unparse(body[-1])!r}: end on an assert"
-        for stmt in body:
+        for stmt in body:  # the last one above all: IPython shows a last bare expression as the result
             assert not isinstance(stmt, ast.Expr) or _asserts(stmt), (
                 f"{grade_id}: the bare expression {ast.unparse(stmt)!r} may be taken as the cell's result")
 
