@@ -18,6 +18,7 @@ and a library's time is the median over its steps.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class Budget:
     seed: int = 0
 
 
-FULL = Budget(forward_steps=3000, reverse_steps=3000, n_train=20_000, n_eval=20_000)
+FULL = Budget(forward_steps=3000, reverse_steps=2000, n_train=20_000, n_eval=20_000)
 QUICK = Budget(forward_steps=60, reverse_steps=60, n_train=2_000, n_eval=2_000)
 
 
@@ -92,16 +93,24 @@ def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: f
             if name in stopped:
                 continue
             start = time.perf_counter()
-            loss = loss_fn(models[name], generators[name])
-            value = loss.item()
-            if not math.isfinite(value):
-                stopped[name] = f"stopped: loss {value} at step {step}"
+            try:
+                loss = loss_fn(models[name], generators[name])
+                value = loss.item()
+                if not math.isfinite(value):
+                    stopped[name] = f"stopped: loss {value} at step {step}"
+                    continue
+                optimizers[name].zero_grad(set_to_none=True)
+                loss.backward()
+                optimizers[name].step()
+            except Exception as err:  # noqa: BLE001 - a library that breaks gets a row that says how
+                stopped[name] = f"failed at step {step}: {_error(err)}"
                 continue
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
             times[name].append(time.perf_counter() - start)
     return times, stopped
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:150] if str(err) else ''}"
 
 
 def _build(make: Callable[[str], nn.Module], results: dict[str, FitResult]) -> dict:
@@ -112,13 +121,27 @@ def _build(make: Callable[[str], nn.Module], results: dict[str, FitResult]) -> d
             models[library] = make(library)
         except (Unavailable, NoSuchLayer) as err:
             results[library].note = str(err)
+        except Exception as err:  # noqa: BLE001 - e.g. a peer's API changed: say so in its row
+            results[library].note = f"failed to build: {_error(err)}"
     return models
+
+
+def _measure(results: dict[str, FitResult], models: dict, stopped: dict[str, str],
+             kl: Callable[[nn.Module], tuple[float, float]]) -> None:
+    """Each trained model's KL and standard error; a failure goes to the row's note."""
+    for library, model in models.items():
+        if library in stopped:
+            continue
+        try:
+            results[library].kl, results[library].stderr = kl(model)
+        except Exception as err:  # noqa: BLE001
+            results[library].note = f"KL failed: {_error(err)}"
 
 
 def _time_columns(results: dict[str, FitResult], times: dict[str, list[float]], stopped: dict[str, str]) -> None:
     for library, ts in times.items():
         if ts:
-            results[library].step_ms = 1e3 * float(torch.tensor(ts).median())
+            results[library].step_ms = 1e3 * statistics.median(ts)
         if library in stopped:
             results[library].note = stopped[library]
     ours = results["ours"].step_ms
@@ -151,9 +174,7 @@ def forward_kl(name: str, budget: Budget, log: Callable[[str], None] = print) ->
     log(f"forward KL on {name}: {', '.join(models)} round robin, {b.forward_steps} steps")
     times, stopped = round_robin(models, nll, b.forward_steps, b.realnvp_lr, b.seed)
     _time_columns(results, times, stopped)
-    for library, model in models.items():
-        if library not in stopped:
-            results[library].kl, results[library].stderr = kl_to_truth(model.log_prob, target, test)
+    _measure(results, models, stopped, lambda model: kl_to_truth(model.log_prob, target, test))
     return list(results.values())
 
 
@@ -184,7 +205,5 @@ def reverse_kl(name: str, budget: Budget, architecture: str = "planar",
     log(f"reverse KL on {name}, {arch}: {', '.join(models)} round robin, {b.reverse_steps} steps")
     times, stopped = round_robin(models, loss, b.reverse_steps, lr, b.seed)
     _time_columns(results, times, stopped)
-    for library, model in models.items():
-        if library not in stopped:
-            results[library].kl, results[library].stderr = reverse_kl_to_truth(model, energy, b.n_eval, b.seed + 1)
+    _measure(results, models, stopped, lambda model: reverse_kl_to_truth(model, energy, b.n_eval, b.seed + 1))
     return list(results.values())

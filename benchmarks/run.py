@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -32,6 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def behind(results: list[fits.FitResult]) -> list[str]:
@@ -60,70 +66,79 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
+def _fits(quick: bool, out: Path, versions: dict[str, str], raw: dict) -> str:
+    from dgm_course.targets import DENSITIES, ENERGIES
 
-    args = _parser().parse_args(argv)
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    start, load_before = time.perf_counter(), report.load_average()
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    b = fits.QUICK if quick else fits.FULL
+    results = [r for name in DENSITIES for r in fits.forward_kl(name, b, _log)]
+    results += [r for arch in ("planar", "realnvp") for name in ENERGIES for r in fits.reverse_kl(name, b, arch, _log)]
+    report.plot_fits(results, out / "fits.png")
+    raw["fits"] = {"budget": asdict(b), "results": [asdict(r) for r in results]}
+    lagging = behind(results)
+    return (f"### Quality against the truth, and the peers\n\n"
+            f"Every library: the same architecture, data, seeds, Adam (lr {b.realnvp_lr:g} for RealNVP, "
+            f"{b.planar_lr:g} for planar), batch {b.batch_size} and step budget ({b.forward_steps} forward-KL, "
+            f"{b.reverse_steps} reverse-KL steps). KL in nats ± standard error on {b.n_eval} points. Time per step: "
+            f"the median over the run, the libraries taking turns step by step in one process on one thread; "
+            f"a peer's as a ratio to ours.\n\n"
+            + report.fits_table(results, versions)
+            + "\n\n**Behind a peer in this run:** " + ("; ".join(lagging) + "." if lagging else "nowhere.")
+            + "\n\n![fits](fits.png)")
+
+
+def _cost(quick: bool, out: Path, raw: dict) -> str:
+    costs = cost.linear_costs([16, 32, 64, 128] if quick else [16, 32, 64, 128, 256, 512, 1024], log=_log)
+    check = cost.jacobian_check([0] if quick else None, log=_log)
+    report.plot_costs(costs, out / "linear_cost.png")
+    raw["cost"] = {"linear": [asdict(c) for c in costs], "jacobian_check": asdict(check)}
+    return ("### Cost growth (ms per call, best of several calls, no grad)\n\n"
+            + report.cost_table(costs, check) + "\n\n![linear flows](linear_cost.png)")
+
+
+def _course(quick: bool, raw: dict) -> str:
+    timings = course.course_budgets(ROOT, first=quick, log=_log)
+    raw["course"] = [asdict(t) for t in timings]
+    return "### Course budgets (wall time, s)\n\n" + report.course_table(timings)
+
+
+def _versions() -> dict[str, str]:
     versions = {}
     for lib in LIBRARIES:
         try:
             versions[lib] = version(lib)
         except Unavailable as err:
             versions[lib] = f"({err})"
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start, cpu_start, load_before = time.perf_counter(), _cpu_seconds(), report.load_average()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    versions = _versions()
     raw: dict = {"date": date, "machine": report.machine(), "quick": args.quick, "versions": versions}
     parts = []
-
     if "fits" in args.only:
-        budget = fits.QUICK if args.quick else fits.FULL
-        from dgm_course.targets import DENSITIES, ENERGIES
-
-        results = [r for name in DENSITIES for r in fits.forward_kl(name, budget, _log)]
-        results += [r for arch in ("planar", "realnvp") for name in ENERGIES
-                    for r in fits.reverse_kl(name, budget, arch, _log)]
-        report.plot_fits(results, args.out / "fits.png")
-        raw["fits"] = {"budget": asdict(budget), "results": [asdict(r) for r in results]}
-        lagging = behind(results)
-        parts.append(
-            f"### Quality against the truth, and the peers\n\n"
-            f"Same architecture, data, optimizer (Adam, lr {budget.realnvp_lr:g} for RealNVP, "
-            f"{budget.planar_lr:g} for planar), "
-            f"batch {budget.batch_size}, seeds and step budget ({budget.forward_steps} forward-KL, "
-            f"{budget.reverse_steps} reverse-KL steps) for every library; KL in nats ± standard error on "
-            f"{budget.n_eval} points; time per step: median over the run, libraries alternating step by step in "
-            f"one process, one thread; a peer's time as a ratio to ours.\n\n"
-            + report.fits_table(results, versions)
-            + "\n\n**Behind a peer in this run:** "
-            + ("; ".join(lagging) + "." if lagging else "nowhere.")
-            + "\n\n![fits](fits.png)"
-        )
-
+        parts.append(_fits(args.quick, args.out, versions, raw))
     if "cost" in args.only:
-        sizes = [16, 32, 64, 128] if args.quick else [16, 32, 64, 128, 256, 512, 1024]
-        costs = cost.linear_costs(sizes, log=_log)
-        check = cost.jacobian_check([0] if args.quick else None, log=_log)
-        report.plot_costs(costs, args.out / "linear_cost.png")
-        raw["cost"] = {"linear": [asdict(c) for c in costs], "jacobian_check": asdict(check)}
-        parts.append("### Cost growth (ms per call, best of several calls, no grad)\n\n"
-                     + report.cost_table(costs, check) + "\n\n![linear flows](linear_cost.png)")
-
+        parts.append(_cost(args.quick, args.out, raw))
     if "course" in args.only:
-        timings = course.course_budgets(ROOT, first=args.quick, log=_log)
-        raw["course"] = [asdict(t) for t in timings]
-        parts.append("### Course budgets (wall time, s)\n\n" + report.course_table(timings))
+        parts.append(_course(args.quick, raw))
 
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    command = "python -m benchmarks" + (" --quick" if args.quick else "")
     missing = [p for p in PEERS if versions[p].startswith("(")]
     header = (f"## Benchmarks{' (--quick: checks that it runs; the numbers mean nothing)' if args.quick else ''}\n\n"
-              f"{date} on {raw['machine']}; torch threads: 1; load average {load_before} at the start, "
-              f"{report.load_average()} at the end; {elapsed:.0f} s in all (`python -m benchmarks"
-              f"{' --quick' if args.quick else ''}`)."
+              f"{date} on {raw['machine']}; torch threads: 1. `{command}` took {elapsed:.0f} s, "
+              f"{cpu:.0f} s of CPU time (this process and its children; far below the wall time on a busy machine); "
+              f"load average {load_before} at the start, {report.load_average()} at the end."
               + (f" Not installed: {', '.join(missing)}." if missing else ""))
     table = "\n\n".join([header, *parts]) + "\n"
-    raw["seconds"] = elapsed
+    raw["seconds"], raw["cpu_seconds"] = elapsed, cpu
     (args.out / "benchmarks.md").write_text(table)
     (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
     print(table)

@@ -6,6 +6,7 @@ that the benchmark's training step is ``dgm_course.train.fit``'s, and that a mis
 reported, never dropped.
 """
 
+import json
 import math
 import subprocess
 import sys
@@ -85,10 +86,19 @@ def test_round_robin_takes_the_steps_of_fit_forward_kl():
         assert torch.equal(p, q)
 
 
-def test_round_robin_reports_a_diverged_model():
-    model = peers.realnvp_model("ours", n_layers=2, hidden=8)
-    times, stopped = fits.round_robin({"ours": model}, lambda m, g: torch.tensor(math.nan), 3, 1e-3, 0)
-    assert stopped == {"ours": "stopped: loss nan at step 1"} and times["ours"] == []
+def test_round_robin_reports_a_diverged_or_broken_model_and_trains_the_others():
+    good, nan, broken = (peers.realnvp_model("ours", n_layers=2, hidden=8) for _ in range(3))
+
+    def loss(model, generator):
+        if model is broken:
+            raise RuntimeError("shape mismatch")
+        x = torch.randn(8, 2, generator=generator)
+        return torch.tensor(math.nan) if model is nan else -model.log_prob(x).mean()
+
+    times, stopped = fits.round_robin({"good": good, "nan": nan, "broken": broken}, loss, 3, 1e-3, 0)
+    assert stopped == {"nan": "stopped: loss nan at step 1",
+                       "broken": "failed at step 1: RuntimeError: shape mismatch"}
+    assert len(times["good"]) == 3 and times["nan"] == times["broken"] == []
 
 
 def test_a_missing_peer_is_reported_not_dropped(monkeypatch):
