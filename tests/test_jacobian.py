@@ -89,3 +89,18 @@ def test_assert_close_reports_non_finite_and_shape():
         assert_close(torch.tensor([0.0, float("nan")]), torch.zeros(2), atol=1)
     with pytest.raises(FlowCheckError, match="shape"):
         assert_close(torch.zeros(3), torch.zeros(2), atol=1)
+
+
+def test_log_det_of_large_jacobians_does_not_depend_on_threads():
+    # the batched LU of the CPU build is wrong for large matrices with 2 threads (pytorch#142815)
+    import numpy as np
+
+    A = torch.randn(3, 200, 200, dtype=D64, generator=torch.Generator().manual_seed(0))
+    ref = torch.tensor([np.linalg.slogdet(a.numpy())[1] for a in A], dtype=D64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = jacobian_log_det(lambda v: v @ A[0].T, torch.zeros(3, 200, dtype=D64))
+    finally:
+        torch.set_num_threads(threads)
+    assert_close(got, ref[0].expand(3), atol=1e-9, what="log|det| of 200 x 200 Jacobians")
