@@ -789,6 +789,7 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
     try:
         _write_job(job, spec, program, inputs, seeds)
         seconds_of = {f"task:{t.task_id}": t.seconds for t in todo}
+        todo_ids = {t.task_id for t in todo}
         for i, (kind, *_) in enumerate(program):
             seconds_of[f"cell:{i}"] = spec.setup_seconds if kind == "setup" else spec.cell_seconds
 
@@ -797,7 +798,9 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
             if not left or budget <= 0:
                 break
             events = _Events(seconds_of)
-            skip = {"cells": sorted(skip_cells), "tasks": [t.task_id for t in todo if t.task_id in outputs]}
+            # Tasks settled before the run (and those done in an earlier run) are not run again.
+            skip = {"cells": sorted(skip_cells),
+                    "tasks": [t.task_id for t in spec.tasks if t.task_id not in todo_ids or t.task_id in outputs]}
             result = sandbox.run([sys.executable, "-s", "-S", "{job}/worker.py", json.dumps(skip)],
                                  dataclasses.replace(spec.limits, wall_s=budget), job,
                                  env={"VERIFY_JOB": "{job}"}, hide=[str(LIBRARY)],

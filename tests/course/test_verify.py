@@ -109,6 +109,8 @@ def sigmoid_forward(x):
     "jacobian_solution": "from dgm_course.jacobian import batch_jacobian\n",
 }
 TRANSFORMER = "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"
+# The first task answered by the reference: settled before the run, which then runs only the others.
+REFERENCE_FIRST = {"planar_solution": "from dgm_course.flows import Planar\n"}
 
 
 KILLERS = {
@@ -184,6 +186,7 @@ def graded(course_tree):
         "cheats": (ex.submission(CHEATS, added=[("planar_solution", TRANSFORMER)]),
                    {"in_kernel": ALL_TESTS_PASSED_IN_KERNEL}),
         "killers": (ex.submission(KILLERS), {}),
+        "reference first": (ex.submission(REFERENCE_FIRST), {}),
         "exit and memory bomb": (ex.submission(EXIT_AND_MEMORY_BOMB), {}),
     }
     jobs = {name: (SPEC, nb, source, kw) for name, (nb, kw) in scenarios.items()}
@@ -273,6 +276,12 @@ def test_the_reference_is_unavailable_at_run_time_and_private_files_are_unreacha
     for rel, text in COURSE_FILES.items():
         assert (course_tree / rel).read_text() == text
     assert list(course_tree.rglob("new.txt")) == []
+
+
+def test_a_task_settled_before_the_run_leaves_the_later_tasks_their_points(graded):
+    verdicts = graded["reference first"]
+    assert points(verdicts) == {"planar": 0, "sigmoid": 2, "jacobian": 2}, reasons(verdicts)
+    assert "uses the library's reference dgm_course.flows" in verdicts[0].reason
 
 
 def test_a_step_that_kills_the_worker_costs_only_its_task(graded):
