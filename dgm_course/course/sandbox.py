@@ -517,7 +517,10 @@ def _launch(config: dict, status_fd: int) -> None:
     for sub in ("tmp", ".mpl"):
         os.mkdir(os.path.join(scratch, sub))
         os.chown(os.path.join(scratch, sub), user, user)
-    os.symlink(SCRATCH_DIR + "/tmp", root + "/tmp")
+    if not os.path.lexists(root + "/tmp"):
+        os.symlink(SCRATCH_DIR + "/tmp", root + "/tmp")
+    # else a bound path lives under /tmp (a checkout or virtual environment there): /tmp stays the
+    # read-only mirror of those paths, and TMPDIR still points into the scratch folder.
     dev = root + "/dev"
     os.makedirs(dev, exist_ok=True)
     _mount("tmpfs", dev, "tmpfs", _MS["NOSUID"], "size=64k,mode=755")

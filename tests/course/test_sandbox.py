@@ -288,3 +288,24 @@ def test_fallback_level_is_reported_and_can_be_refused():
 def test_a_broken_setup_is_the_graders_error_not_the_students():
     with pytest.raises(SandboxError, match="setup failed"):
         py("pass", readonly=["/nonexistent/dgm-course-path"])
+
+
+@isolated
+def test_a_readonly_path_under_tmp_works(tmp_path):
+    # A checkout or virtual environment under /tmp (as a CI clone may be) is bound at its own path,
+    # so /tmp exists in the new root; the scratch folder must still be the worker's TMPDIR.
+    shared = tmp_path / "venv-like"
+    shared.mkdir()
+    (shared / "lib.txt").write_text("library")
+    for p in (tmp_path, shared):
+        os.chmod(p, 0o755)
+    os.chmod(shared / "lib.txt", 0o644)
+    r = py(f"""
+        import os, tempfile
+        print(open({str(shared / 'lib.txt')!r}).read(), tempfile.gettempdir().startswith(os.environ["HOME"]))
+        try:
+            open({str(shared / 'new.txt')!r}, "w")
+        except OSError:
+            print("read-only")
+    """, readonly=[str(shared)])
+    assert r.isolation != "none" and r.stdout == b"library True\nread-only\n", r.stderr
