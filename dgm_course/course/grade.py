@@ -12,6 +12,7 @@ folder of its own, so ``nbgrader release_feedback`` runs there:
     out/feedback/<student>/<id>/   one HTML feedback page per student, graded or not
     out/logs/<student>.log         what nbgrader said
     out/grades.csv                 one row per student (columns: :func:`final_rows`)
+    out/grading_key.txt            the secret in each student's grading seed (kept: re-runs agree)
 
 Each student, in a pool of ``workers`` threads (each drives its student's child processes):
 
@@ -68,6 +69,7 @@ __all__ = ["StudentResult", "validate_submission", "grade", "final_rows", "write
 GRADED, INVALID, FAILED, TIMEOUT, ERROR = "graded", "invalid", "failed", "timeout", "error"
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
 _MARKER = ".dgm-course-grading"
+_KEY_FILE = "grading_key.txt"  # the grader's secret in the grading seed; kept by every re-run
 _KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
 _HEAD_BYTES = 1 << 20  # the in-kernel run's report line
 
@@ -135,9 +137,18 @@ def _unrestorable_cells(source: nbformat.NotebookNode, submitted: nbformat.Noteb
     return ""
 
 
+def _grading_key(out: Path) -> str:
+    """The grading folder's secret, made on its first grading (only the grader can read it)."""
+    path = out / _KEY_FILE
+    if not path.is_file():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
 def _prepare(course: Course, assignment_id: str, out: Path) -> None:
     """Make ``out`` a grading folder with a fresh gradebook for ``assignment_id``."""
-    if out.exists() and any(out.iterdir()) and not (out / _MARKER).exists():
+    if out.exists() and any(p.name != _KEY_FILE for p in out.iterdir()) and not (out / _MARKER).exists():
         raise CourseError(f"{out} is not empty and is not a grading folder: choose another --out")
     for name in (course.source_name, course.release_name, "submitted", "autograded", "feedback", "logs"):
         shutil.rmtree(out / name, ignore_errors=True)
@@ -170,6 +181,7 @@ class _Batch:
     cell_timeout: float | None
     require: str | None
     gradebook: bytes  # the assignment's gradebook before any student: what an in-kernel run gets
+    key: str  # the grader's secret: students cannot compute the inputs their work is checked on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -405,7 +417,7 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
     """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
     from .verify import SetupError, SpecError, gradebook_scores, grading_seed, verify_submission
 
-    seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id)
+    seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key)
     error: Exception | None = None
     for _ in range(2):  # a sandbox that did not start on a loaded machine may start the next time
         try:
@@ -660,6 +672,8 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     its spec's. ``workers``: students graded at once (the grades do not depend on it).
     ``spec``: the :class:`~dgm_course.course.verify.AssignmentSpec` (default: the assignment's,
     none: unverified). ``require``: the weakest sandbox level accepted (``None``: any, even none).
+    The grading seeds use ``out/grading_key.txt`` (made on the first run): a re-run into ``out``, or
+    into a new folder given a copy of that file, checks every student on the same inputs.
 
     Every student gets a row and a feedback page, also when the submission could not be graded.
     """
@@ -676,7 +690,7 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     checked = _spec(assignment_id, spec, source_path)
     _prepare(course, assignment_id, out)
     batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
-                   timeout, cell_timeout, require, (out / "gradebook.db").read_bytes())
+                   timeout, cell_timeout, require, (out / "gradebook.db").read_bytes(), _grading_key(out))
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         futures = [pool.submit(_grade_student, batch, student_id) for student_id in ids]

@@ -188,9 +188,14 @@ class TaskVerdict:
     flag: str | None = None
 
 
-def grading_seed(course_id: str, assignment_id: str, student_id: str) -> int:
-    """The grading seed of one submission: a hash the grader controls, stable across runs."""
-    digest = hashlib.sha256(f"{course_id}\0{assignment_id}\0{student_id}".encode()).digest()
+def grading_seed(course_id: str, assignment_id: str, student_id: str, key: str = "") -> int:
+    """The grading seed of one submission: a hash the grader controls, stable across runs.
+
+    ``key``: the grader's secret. Without one, a student who reads the specs can compute the
+    inputs of their own grading and answer them from a table.
+    """
+    text = f"{course_id}\0{assignment_id}\0{student_id}"
+    digest = hashlib.sha256((f"{key}\0{text}" if key else text).encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 

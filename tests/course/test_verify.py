@@ -344,6 +344,8 @@ def test_static_detection_follows_aliases(code, name):
 def test_the_seed_is_the_graders_and_stable():
     assert grading_seed("dgm", "exercise", "student-1") == SEED
     assert grading_seed("dgm", "exercise", "student-2") != SEED
+    keyed = grading_seed("dgm", "exercise", "student-1", key="the grader's secret")
+    assert keyed != SEED and keyed == grading_seed("dgm", "exercise", "student-1", key="the grader's secret")
     assert json.loads(json.dumps(SEED)) == SEED
 
 
