@@ -1,0 +1,355 @@
+"""Submissions of notebook 01 (four tasks, 10 points), honest and hostile, with their expected grades.
+
+Each :class:`Case` is built from the committed release and the source's solution regions (the
+"solved" notebook: the release with the instructor's solution typed in). Its student id is its
+name. ``points`` is the verified score of each task; ``says`` a phrase the row (reason or
+details) must contain; ``in_kernel`` what nbgrader's own tests gave in the student's kernel
+(``None``: that run gave no score), where it shows a hole of stock nbgrader or a fact worth
+pinning; ``ANY`` where it is not asserted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
+
+from .._course import ROOT, cell_by_id, notebook
+from ..cycle_support import solve
+
+ID = "01_change_of_variables"
+TASKS = ("log_prob_transformed", "batch_jacobian", "log_abs_det", "elementwise_log_det")
+FULL = {"log_prob_transformed": 3.0, "batch_jacobian": 3.0, "log_abs_det": 2.0, "elementwise_log_det": 2.0}
+ZERO = dict.fromkeys(FULL, 0.0)
+ANY = "not asserted"
+
+
+@dataclass(frozen=True)
+class Notebooks:
+    source: nbformat.NotebookNode
+    release: nbformat.NotebookNode
+    solved: nbformat.NotebookNode
+    private: tuple[str, ...]  # files no submission may read or write while it runs
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    what: str
+    build: Callable[[Notebooks], nbformat.NotebookNode | str]
+    points: dict[str, float] | None  # None: not graded (invalid)
+    says: str
+    in_kernel: float | None | str = ANY
+    status: str = "graded"
+    filename: str | None = None
+
+
+def load(private: tuple[str, ...] = ()) -> Notebooks:
+    source, release = notebook("source", ID), notebook("release", ID)
+    return Notebooks(source, release, solve(release, source), private)
+
+
+def _with(nb: nbformat.NotebookNode, **sources: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose cells with these grade ids get these sources."""
+    nb = copy.deepcopy(nb)
+    for grade_id, text in sources.items():
+        cell_by_id(nb, grade_id).source = text
+    return nb
+
+
+def _insert_after(nb: nbformat.NotebookNode, grade_id: str, text: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with a code cell of the student's own after the cell ``grade_id``."""
+    nb = copy.deepcopy(nb)
+    at = nb.cells.index(cell_by_id(nb, grade_id)) + 1
+    nb.cells.insert(at, new_code_cell(text))
+    return nb
+
+
+def _test_cells(nb: nbformat.NotebookNode) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def _without(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in grade_ids]
+    return nb
+
+
+def _edit_tests(nb: nbformat.NotebookNode, edit: Callable) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells = [edit(c) if c.metadata.get("nbgrader", {}).get("grade") else c for c in nb.cells]
+    return nb
+
+
+def _as_markdown(cell):
+    md = new_markdown_cell(cell.source, metadata=cell.metadata)
+    md.id = cell.id
+    return md
+
+
+def _pass(cell):
+    cell.source = "pass"
+    return cell
+
+
+def _fake_passed(cell):
+    cell.execution_count = 1
+    cell.outputs = [new_output("stream", name="stdout", text="All tests passed.\n")]
+    return cell
+
+
+def _metadata(nb: nbformat.NotebookNode, cell: str, **changes) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with ``changes`` to the nbgrader metadata of the cell with grade id ``cell``."""
+    nb = copy.deepcopy(nb)
+    cell_by_id(nb, cell).metadata.nbgrader.update(changes)
+    return nb
+
+
+def _points_raised(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    for cell in _test_cells(nb):
+        cell.metadata.nbgrader["points"] = 100 * cell.metadata.nbgrader["points"]
+    return nb
+
+
+def _kernelspec(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.metadata.kernelspec = {"name": "no-such-kernel", "display_name": "Evil", "language": "python"}
+    return nb
+
+
+# Hostile code -----------------------------------------------------------------------------------
+
+ONE_WRONG = '''\
+def log_prob_transformed(x, f, log_prob_z):
+    z, log_det = f(x)
+    return log_prob_z(z) - log_det  # the sign of the log-det is wrong
+'''
+
+# Every comparison the tests use is patched to pass; the answers are zeros of the right shapes.
+PATCHES = '''\
+import torch
+import dgm_course.course.checks
+import dgm_course.jacobian
+
+torch.allclose = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+dgm_course.jacobian.assert_close = lambda *a, **k: None
+dgm_course.course.checks.mismatch = mismatch = lambda *a, **k: ""
+
+
+def log_prob_transformed(x, f, log_prob_z):
+    return x.new_zeros(x.shape[0])
+'''
+ZEROS = {
+    "batch_jacobian": "def batch_jacobian(fn, x):\n    return x.new_zeros(x.shape[0], fn(x).shape[1], x.shape[1])\n",
+    "log_abs_det": "def log_abs_det(jac):\n    return jac.new_zeros(jac.shape[0])\n",
+    "elementwise_log_det": "def elementwise_log_det(h, x):\n    return x.new_zeros(x.shape[0])\n",
+}
+
+# From now on IPython runs "pass" instead of any cell, the hidden tests included.
+TRANSFORMER = "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"
+
+REFERENCE = "from dgm_course.jacobian import batch_jacobian  # the library's reference, not the student's\n"
+
+
+def gradebook_attack(paths: list[str]) -> str:
+    """Raise every grade of every gradebook it can open to full marks (nbgrader's kernel runs in
+    ``autograded/<student>/<id>/``, three folders below the gradebook)."""
+    return f'''\
+import sqlite3
+
+reached = []
+for path in {paths!r}:
+    try:
+        with sqlite3.connect(f"file:{{path}}?mode=rw", uri=True, timeout=5) as db:
+            full = "(SELECT max_score FROM grade_cells WHERE grade_cells.id = grade.cell_id)"
+            db.execute(f"UPDATE grade SET manual_score = {{full}}, auto_score = {{full}}")
+        reached.append(path)
+    except sqlite3.Error:
+        pass
+print("gradebooks reached:", reached)
+'''
+
+
+def snooping(private: tuple[str, ...]) -> str:
+    """Count every private file this code could read, write or plant a file beside."""
+    return f'''\
+import os
+
+leaked = []
+for path in {list(private)!r}:
+    for how in ("rb", "r+b"):
+        try:
+            with open(path, how):
+                leaked.append(how + " " + path)
+        except OSError:
+            pass
+    try:
+        with open(os.path.join(os.path.dirname(path), "planted.txt"), "x"):
+            leaked.append("planted beside " + path)
+    except OSError:
+        pass
+'''
+
+
+# A correct log_abs_det that is off by the number of leaks: full marks only if nothing leaked.
+LOG_ABS_DET_MINUS_LEAKS = '''\
+def log_abs_det(jac):
+    return torch.linalg.slogdet(jac).logabsdet + len(leaked)
+'''
+
+ALTERNATIVE = {
+    # other names, a warning and a print on stderr: worth full marks
+    "log_prob_transformed": '''\
+import sys
+import warnings
+
+
+def log_prob_transformed(x, f, log_prob_z):
+    warnings.warn("a warning costs nothing")
+    print("debugging output on stderr", file=sys.stderr)
+    noise, ld = f(x)
+    return ld + log_prob_z(noise)
+''',
+    # one sample at a time, with a torch UserWarning (copy-constructing a tensor) on stderr
+    "batch_jacobian": '''\
+def batch_jacobian(fn, x):
+    x = torch.tensor(x)
+    return torch.stack([torch.autograd.functional.jacobian(lambda v: fn(v[None])[0], xi) for xi in x])
+''',
+    # detached: NumPy computes it
+    "log_abs_det": '''\
+import numpy as np
+
+
+def log_abs_det(jac):
+    _, logabs = np.linalg.slogdet(jac.detach().cpu().numpy())
+    return torch.from_numpy(logabs).to(jac.dtype)
+''',
+    "elementwise_log_det": "def elementwise_log_det(h, x):\n    return slopes_of(h, x).abs().log().sum(dim=1)\n",
+}
+HELPER = '''\
+def slopes_of(h, inputs):
+    """h'(x) for an elementwise h: one backward pass gives every slope."""
+    inputs = inputs.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(h(inputs).sum(), inputs)
+    return grad
+'''
+
+SIGINT_LOOP = '''\
+import signal
+import time
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:  # an infinite loop deaf to interrupts (asleep: it costs wall-clock time, not CPU)
+    time.sleep(0.05)
+'''
+PRINT_BOMB = "for i in range(300_000):\n    print('line', i)\n\n"
+ALWAYS_EQUAL = '''\
+class Anything:
+    def __eq__(self, other):
+        return True
+
+    __hash__ = None
+
+
+def log_abs_det(jac):
+    return Anything()
+'''
+
+
+def _solved_task(nb: Notebooks, task: str) -> str:
+    return cell_by_id(nb.solved, task).source
+
+
+CASES = [
+    Case("blank", "the untouched release", lambda nb: nb.release, ZERO, "NotImplementedError", 0.0),
+    Case("solution", "the reference solution", lambda nb: nb.solved, FULL, "", 10.0),
+    Case("one_wrong", "the log-det's sign is wrong in one task",
+         lambda nb: _with(nb.solved, log_prob_transformed=ONE_WRONG), {**FULL, "log_prob_transformed": 0.0},
+         "log p_X under a banana map", 7.0),
+    Case("tests_pass", "every test cell edited to `pass` (on the release)",
+         lambda nb: _edit_tests(nb.release, _pass), ZERO, "NotImplementedError", 0.0),
+    Case("tests_deleted", "every test cell deleted (on the solution)",
+         lambda nb: _without(nb.solved, *(f"test_{t}" for t in TASKS)), FULL, "", 10.0),
+    Case("points_raised", "each test cell's points raised 100-fold in the metadata",
+         lambda nb: _points_raised(nb.solved), FULL, "", 10.0),
+    Case("tests_markdown", "every test cell turned into Markdown (on the release)",
+         lambda nb: _edit_tests(nb.release, _as_markdown), ZERO, "NotImplementedError", ANY),
+    Case("fake_outputs", "fake 'All tests passed.' outputs in the test cells (on the release)",
+         lambda nb: _edit_tests(nb.release, _fake_passed), ZERO, "NotImplementedError", 0.0),
+    Case("bogus_kernelspec", "a kernelspec that does not exist", lambda nb: _kernelspec(nb.solved), FULL, "", 10.0),
+    Case("sys_exit", "sys.exit() inside a task's function",
+         lambda nb: _with(nb.solved, batch_jacobian="import sys\n\n\ndef batch_jacobian(fn, x):\n    sys.exit(0)\n"),
+         {**FULL, "batch_jacobian": 0.0}, "SystemExit", 7.0),
+    Case("os_exit", "os._exit() inside a task's function (kills the kernel)",
+         lambda nb: _with(nb.solved, log_abs_det="import os\n\n\ndef log_abs_det(jac):\n    os._exit(0)\n"),
+         {**FULL, "log_abs_det": 0.0}, "exited early", None),
+    Case("infinite_loop", "an infinite loop that ignores SIGINT at the top of a solution cell",
+         lambda nb: _with(nb.solved, elementwise_log_det=SIGINT_LOOP + _solved_task(nb, "elementwise_log_det")),
+         {**FULL, "elementwise_log_det": 0.0}, "wall-clock limit", None),
+    Case("print_bomb", "300k printed lines in a solution cell",
+         lambda nb: _with(nb.solved, log_abs_det=PRINT_BOMB + _solved_task(nb, "log_abs_det")),
+         {**FULL, "log_abs_det": 0.0}, "output limit", 10.0),
+    Case("corrupt_json", "a notebook that is not JSON", lambda nb: '{"cells": [', None, "not valid JSON", None,
+         status="invalid"),
+    Case("always_equal", "a result object whose __eq__ is always true",
+         lambda nb: _with(nb.solved, log_abs_det=ALWAYS_EQUAL), {**FULL, "log_abs_det": 0.0},
+         "expected a tensor of numbers", 8.0),
+    Case("memory_bomb", "a 64 GiB allocation in a task's function",
+         lambda nb: _with(nb.solved, elementwise_log_det="def elementwise_log_det(h, x):\n    hog = bytearray(64 << 30)\n"),
+         {**FULL, "elementwise_log_det": 0.0}, "MemoryError", 8.0),
+    Case("reference_import", "a task answered by importing the library's reference implementation",
+         # elementwise_log_det forbids that name too (the spec: imported anywhere, it costs every
+         # task that forbids it: any later cell could call it)
+         lambda nb: _with(nb.solved, batch_jacobian=REFERENCE), {**FULL, "batch_jacobian": 0.0,
+                                                                 "elementwise_log_det": 0.0},
+         "uses the library's reference dgm_course.jacobian.batch_jacobian", 10.0),
+    Case("input_transformer", "an IPython input transformer that turns every later cell into `pass`",
+         lambda nb: _insert_after(nb.release, "setup", TRANSFORMER), ZERO, "NotImplementedError", 10.0),
+    Case("allclose_patch", "torch.allclose (and the tests' other comparisons) patched to always pass",
+         lambda nb: _with(nb.release, log_prob_transformed=PATCHES, **ZEROS), ZERO, "log p_X under a banana map",
+         10.0),
+    Case("gradebook_write", "an sqlite3 write to the gradebook raising every grade",
+         lambda nb: _insert_after(nb.release, "setup", gradebook_attack(["../../../gradebook.db", *nb.private])),
+         ZERO, "NotImplementedError", 0.0),
+    Case("schema_99", "a test cell's nbgrader metadata says schema_version 99",
+         lambda nb: _metadata(nb.solved, "test_log_abs_det", schema_version=99), FULL, "", None),
+    Case("renamed_grade_id", "a solution cell's grade_id renamed in the metadata",
+         lambda nb: _metadata(nb.solved, "log_abs_det", grade_id="my_log_abs_det"), {**FULL, "log_abs_det": 0.0},
+         "solution cell log_abs_det not found", ANY),
+    Case("renamed_notebook", "the notebook renamed", lambda nb: nb.solved, None, "renamed notebook", None,
+         status="invalid", filename="homework.ipynb"),
+    Case("deleted_grade_cells", "a task's solution and test cells deleted",
+         lambda nb: _without(nb.solved, "log_abs_det", "test_log_abs_det"), None, "missing grade cell", None,
+         status="invalid"),
+    Case("snooping", "reads, writes and plants files in the course, the gradebook and other submissions",
+         lambda nb: _insert_after(_with(nb.solved, log_abs_det=LOG_ABS_DET_MINUS_LEAKS), "setup",
+                                  snooping(nb.private)), FULL, "", 10.0),
+    Case("alternative", "correct, written differently: helper cell, other names, NumPy, warnings on stderr",
+         lambda nb: _insert_after(_with(nb.solved, **ALTERNATIVE), "log_abs_det", HELPER), FULL, "", 10.0),
+]
+
+
+def write(case: Case, nb: Notebooks, submitted: Path) -> None:
+    """The case's submission in nbgrader's ``submitted`` layout."""
+    folder = submitted / case.name / ID
+    folder.mkdir(parents=True)
+    built = case.build(nb)
+    path = folder / (case.filename or f"{ID}.ipynb")
+    if isinstance(built, str):
+        path.write_text(built)
+    else:
+        nbformat.write(built, path)
+
+
+def private_files(submitted: Path, out: Path) -> tuple[str, ...]:
+    """What no submission may see: the instructor's notebooks, the gradebook, other students' work."""
+    return (str(ROOT / "source_notebooks" / ID / f"{ID}.ipynb"), str(ROOT / "solutions" / ID / f"{ID}.ipynb"),
+            str(out / "gradebook.db"), str(out / "source_notebooks" / ID / f"{ID}.ipynb"),
+            str(submitted / "solution" / ID / f"{ID}.ipynb"), str(out / "submitted" / "solution" / ID / f"{ID}.ipynb"))
