@@ -48,26 +48,10 @@ def _away_from_zero(det: np.ndarray) -> bool:
     return bool(np.abs(det).min() > 1e-3)
 
 
-# Task 1: the planar layer and its log-det by the lemma -----------------------------------------
-
-def draw_planar_g(rng: np.random.Generator) -> dict:
-    """Case ``hat``: D = 2 with the library's u_hat; case ``fold``: D = 5 with w^T u = -2.5 (1 + h' w^T u < 0 near the
-    hyperplane), z drawn again until every |det J_g| > 1e-3."""
-    u_raw, w, b = 1.5 * rng.normal(size=2), rng.normal(size=2), rng.normal()
-    u_hat = _planar(u_raw, w, b).u_hat.detach().numpy()  # the layer's u_hat is the student's u
-    out = {"hat.z": 1.5 * rng.normal(size=(32, 2)), "hat.u": u_hat, "hat.w": w, "hat.b": np.array(b),
-           "hat.u_raw": u_raw}
-    w5, u5 = rng.normal(size=5), rng.normal(size=5)
-    u5 = u5 + (-2.5 - w5 @ u5) * w5 / (w5 @ w5)
-    b5 = 0.5 * rng.normal()
-    while True:
-        z5 = rng.normal(size=(32, 5))
-        if _away_from_zero(1 - 2.5 * (1 - np.tanh(z5 @ w5 + b5) ** 2)):
-            break
-    return out | {"fold.z": z5, "fold.u": u5, "fold.w": w5, "fold.b": np.array(b5)}
-
-
-def probe_planar_g(ns, inputs):
+def probe_layer(ns, inputs):
+    """Calls ``ns[inputs["function"]]`` on every case with determinants, inverses and general solves
+    switched off. Case ``c`` passes the arrays ``c.<name>`` for the names in ``inputs["args"]``, in
+    order, and gets back ``c.x`` and ``c.log_det``."""
     import torch
     from torch.overrides import TorchFunctionMode
 
@@ -80,16 +64,38 @@ def probe_planar_g(ns, inputs):
     class NoDense(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             if func in dense:
-                raise AssertionError(f"{func.__name__} was called: the task asks for the log-det by the matrix "
-                                     "determinant lemma, without determinants, inverses or general solves")
+                raise AssertionError(f"{func.__name__} was called: the task asks for the log-det from its formula "
+                                     "(the matrix determinant lemma, the diagonals of R1 and R2), without "
+                                     "determinants, inverses or general solves")
             return func(*args, **(kwargs or {}))
 
+    function, names = ns[str(inputs["function"])], [str(n) for n in inputs["args"]]
     out = {}
-    for case in ("hat", "fold"):
-        z, u, w, b = (torch.from_numpy(inputs[f"{case}.{k}"]) for k in ("z", "u", "w", "b"))
+    for case in sorted({k.split(".")[0] for k in inputs if "." in k}):
+        args = [torch.from_numpy(inputs[f"{case}.{n}"]) for n in names]
         with NoDense():
-            out[f"{case}.x"], out[f"{case}.log_det"] = ns["planar_g"](z, u, w, b)
+            out[f"{case}.x"], out[f"{case}.log_det"] = function(*args)
     return out
+
+
+# Task 1: the planar layer and its log-det by the lemma -----------------------------------------
+
+def draw_planar_g(rng: np.random.Generator) -> dict:
+    """Case ``hat``: D = 2 with the library's u_hat; case ``fold``: D = 5 with w^T u = -2.5 (1 + h' w^T u < 0 near the
+    hyperplane), z drawn again until every |det J_g| > 1e-3."""
+    u_raw, w, b = 1.5 * rng.normal(size=2), rng.normal(size=2), rng.normal()
+    u_hat = _planar(u_raw, w, b).u_hat.detach().numpy()  # the layer's u_hat is the student's u
+    out = {"function": np.array("planar_g"), "args": np.array(["z", "u", "w", "b"]),
+           "hat.z": 1.5 * rng.normal(size=(32, 2)), "hat.u": u_hat, "hat.w": w, "hat.b": np.array(b),
+           "hat.u_raw": u_raw}
+    w5, u5 = rng.normal(size=5), rng.normal(size=5)
+    u5 = u5 + (-2.5 - w5 @ u5) * w5 / (w5 @ w5)
+    b5 = 0.5 * rng.normal()
+    while True:
+        z5 = rng.normal(size=(32, 5))
+        if _away_from_zero(1 - 2.5 * (1 - np.tanh(z5 @ w5 + b5) ** 2)):
+            break
+    return out | {"fold.z": z5, "fold.u": u5, "fold.w": w5, "fold.b": np.array(b5)}
 
 
 def expect_planar_g(inputs: dict) -> dict:
@@ -139,7 +145,8 @@ def draw_sylvester_g(rng: np.random.Generator) -> dict:
     raw = {"q_raw": rng.normal(size=(5, 3)), "r1_raw": 1.5 * rng.normal(size=(3, 3)),
            "r2_raw": 1.5 * rng.normal(size=(3, 3)), "b": rng.normal(size=3)}
     ref = _o_snf(raw)
-    out = {f"o.{k}": t.detach().numpy() for k, t in zip(("Q", "R1", "R2", "b"), (ref.Q, ref.R1, ref.R2, ref.b))}
+    out = {"function": np.array("sylvester_g"), "args": np.array(["z", "Q", "R1", "R2", "b"])}
+    out |= {f"o.{k}": t.detach().numpy() for k, t in zip(("Q", "R1", "R2", "b"), (ref.Q, ref.R1, ref.R2, ref.b))}
     out |= {f"o.raw.{k}": v for k, v in raw.items()}
     out["o.z"] = 1.5 * rng.normal(size=(24, 5))
     Q = np.linalg.qr(rng.normal(size=(4, 2)))[0]
@@ -152,31 +159,6 @@ def draw_sylvester_g(rng: np.random.Generator) -> dict:
         if _away_from_zero(np.prod(1 + dh * np.diag(R1) * np.diag(R2), axis=1)):
             break
     return out | {"wide.Q": Q, "wide.R1": R1, "wide.R2": R2, "wide.b": b, "wide.z": z}
-
-
-def probe_sylvester_g(ns, inputs):
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    dense = {torch.linalg.slogdet, torch.linalg.det, torch.det, torch.slogdet, torch.logdet, torch.Tensor.det,
-             torch.Tensor.slogdet, torch.Tensor.logdet, torch.linalg.inv, torch.linalg.inv_ex, torch.inverse,
-             torch.Tensor.inverse, torch.linalg.pinv, torch.linalg.solve, torch.linalg.solve_ex, torch.linalg.lstsq,
-             torch.linalg.lu, torch.linalg.lu_factor, torch.linalg.lu_factor_ex, torch.linalg.lu_solve,
-             torch.linalg.eig, torch.linalg.eigvals}
-
-    class NoDense(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if func in dense:
-                raise AssertionError(f"{func.__name__} was called: the task asks for the log-det from the "
-                                     "diagonals of R1 and R2, without determinants, inverses or general solves")
-            return func(*args, **(kwargs or {}))
-
-    out = {}
-    for case in ("o", "wide"):
-        z, Q, R1, R2, b = (torch.from_numpy(inputs[f"{case}.{k}"]) for k in ("z", "Q", "R1", "R2", "b"))
-        with NoDense():
-            out[f"{case}.x"], out[f"{case}.log_det"] = ns["sylvester_g"](z, Q, R1, R2, b)
-    return out
 
 
 def _o_snf(raw: dict) -> OrthogonalSylvester:
@@ -204,7 +186,7 @@ def expect_sylvester_g(inputs: dict) -> dict:
 SPEC = AssignmentSpec(
     assignment_id="04_planar_sylvester",
     tasks=(
-        Task("planar_g", ("planar_g",), ("test_planar_g",), draw_planar_g, probe_planar_g, expect_planar_g,
+        Task("planar_g", ("planar_g",), ("test_planar_g",), draw_planar_g, probe_layer, expect_planar_g,
              (Check("x = g(z) vs the reference Planar (D = 2)", "hat.x", "hat.x", 1, TOL, TOL),
               Check("log|det J_g| vs the grader's autograd log-det of the reference Planar (D = 2)", "hat.log_det",
                     "hat.log_det", 1, TOL, TOL),
@@ -218,7 +200,7 @@ SPEC = AssignmentSpec(
               Check("u_hat vs the reference with |w^T u| in the tens (D = 6)", "wide", "wide", 1, TOL, TOL),
               Check("u_hat vs the reference at w^T u = 800 (softplus must not overflow)", "big", "big", 1, TOL, TOL)),
              forbidden=REFERENCES),
-        Task("sylvester_g", ("sylvester_g",), ("test_sylvester_g",), draw_sylvester_g, probe_sylvester_g,
+        Task("sylvester_g", ("sylvester_g",), ("test_sylvester_g",), draw_sylvester_g, probe_layer,
              expect_sylvester_g,
              (Check("x = g(z) vs the reference OrthogonalSylvester (D = 5, M = 3)", "o.x", "o.x", 1, TOL, TOL),
               Check("log|det J_g| vs the grader's autograd log-det of the reference (D = 5, M = 3)", "o.log_det",
