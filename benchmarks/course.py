@@ -75,7 +75,10 @@ def execute_notebook(path: Path, timeout: float = 600) -> tuple[float, str]:
 
 
 def autograde_student(course, ids: list[str], work: Path) -> dict[str, tuple[float, dict]]:
-    """Grade the solutions of ``ids`` as one student's submissions; ``{id: (seconds, grades.csv row)}``."""
+    """Grade the solutions of ``ids`` as one student's submissions; ``{id: (seconds, grades.csv row)}``.
+
+    A grading run that raises gets a row of status ``error`` with the exception as its reason.
+    """
     from dgm_course.course.grade import grade
 
     submitted = work / "submitted"
@@ -86,10 +89,18 @@ def autograde_student(course, ids: list[str], work: Path) -> dict[str, tuple[flo
     out = {}
     for assignment_id in ids:
         start = time.perf_counter()
-        rows = grade(course, assignment_id, submitted, work / "grading" / assignment_id, progress=False,
-                     log=lambda _: None)
-        out[assignment_id] = (time.perf_counter() - start, rows[0])
+        try:
+            row = grade(course, assignment_id, submitted, work / "grading" / assignment_id, progress=False,
+                        log=lambda _: None)[0]
+        except Exception as err:  # noqa: BLE001 - a grader that cannot run is a result of the benchmark
+            row = {"status": "error", "reason": f"{type(err).__name__}: {str(err)[:200]}", "score": "",
+                   "max_score": ""}
+        out[assignment_id] = (time.perf_counter() - start, row)
     return out
+
+
+def _points(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value or "?")
 
 
 def course_budgets(root: Path, first: bool = False, log: Callable[[str], None] = print) -> list[NotebookTiming]:
@@ -111,7 +122,7 @@ def course_budgets(root: Path, first: bool = False, log: Callable[[str], None] =
         for assignment_id, (seconds, row) in autograde_student(course, ids, Path(tmp)).items():
             timing = timings[assignment_id]
             timing.autograde_s = seconds
-            timing.score = f"{row['score']:g}/{row['max_score']:g}"
+            timing.score = f"{_points(row['score'])}/{_points(row['max_score'])}"
             if row["status"] != "graded":
                 timing.note = "; ".join(filter(None, [timing.note, f"autograde {row['status']}: {row['reason']}"]))
             elif row["score"] != row["max_score"]:

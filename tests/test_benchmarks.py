@@ -128,6 +128,21 @@ def test_behind_flags_a_better_or_faster_peer_only():
                      "forward KL on ring (RealNVP): a nflows step takes 0.50x ours"]
 
 
+def test_a_grader_that_raises_gets_a_row(monkeypatch, tmp_path):
+    import dgm_course.course.grade as grading
+    from benchmarks.course import autograde_student
+    from dgm_course.course.config import Course
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no user namespaces")
+
+    monkeypatch.setattr(grading, "grade", broken)
+    course = Course.load(ROOT)
+    first = course.assignment_ids()[0]
+    (seconds, row), = autograde_student(course, [first], tmp_path).values()
+    assert row["status"] == "error" and row["reason"] == "RuntimeError: no user namespaces"
+
+
 @pytest.mark.slow
 def test_quick_run_writes_and_prints_the_table(tmp_path):
     # Runs every section reduced (the first notebook only): about a minute on a quiet laptop.
