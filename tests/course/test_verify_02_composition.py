@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -145,13 +144,15 @@ def verified():
     source = json.loads((ROOT / "source_notebooks" / path).read_text())
     release = json.loads((ROOT / "assignments" / path).read_text())
     solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
-    importing = {**solution, "compose_forward": "from dgm_course.flows import Compose\n\n" + solution["compose_forward"]}
+    importing = {**solution,
+                 "compose_forward": f"from dgm_course.flows import Compose\n\n{solution['compose_forward']}"}
     submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
                    "importing the reference": _with(release, importing)}
     seed = grading_seed("dgm-course", ID, "student-1")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(verify_submission, ID, nb, source, seed=seed) for name, nb in submissions.items()}
-        return {name: {v.task_id: v for v in f.result()} for name, f in futures.items()}
+    # One at a time: the verifier parses code with ``ast``, and CPython 3.11 can raise a spurious
+    # "AST constructor recursion depth mismatch" when threads do that concurrently (gh-106905).
+    return {name: {v.task_id: v for v in verify_submission(ID, nb, source, seed=seed)}
+            for name, nb in submissions.items()}
 
 
 def test_the_verifier_gives_the_solution_full_marks(verified):
@@ -168,10 +169,11 @@ def test_the_verifier_gives_the_blank_release_zero(verified):
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
+    reasons = {t: v.reason for t, v in verdicts.items()}
     assert {t: v.points for t, v in verdicts.items()} == {
-        "compose_forward": 0.0, "compose_inverse": 3.0, "flow_log_prob": 0.0}, {t: v.reason for t, v in verdicts.items()}
+        "compose_forward": 0.0, "compose_inverse": 3.0, "flow_log_prob": 0.0}, reasons
     # the identity with log-det 0 fails both the reference output and the grader's autograd log-det
-    assert len(verdicts["compose_forward"].failed) == 2 and verdicts["compose_forward"].passed == []
+    assert len(verdicts["compose_forward"].failed) == 3 and verdicts["compose_forward"].passed == []
     assert "not available while grading" in verdicts["flow_log_prob"].reason
 
 

@@ -1,14 +1,15 @@
 """Verification spec of notebook 02, composition of flows (3 tasks, 10 points).
 
-Every check runs on a random composition the grader draws: its length, the kind of each step
-(an elementwise ``Affine`` or a coupling layer of either parity) and all weights come from the
-grading seed, so a composition right only on the notebook's two-step example fails.
-Expected values are computed here, in float64, on the *reference* map (the library's
-``Compose`` of the same steps): outputs by ``Compose``, log-dets by ``jacobian_log_det`` of the
-reference map (the grader's autograd), so the identity with log-det 0, self-consistent, fails.
-The inverse is checked on ``z = f(x)`` for data ``x``: it must give ``x`` back, with the
-autograd log-det of the reference inverse. (No ``Sigmoid`` steps here, unlike the notebook's
-examples: one that saturates makes ``g(f(x)) = x`` lose digits in float64 for any correct answer.)
+Every check runs on random compositions the grader draws, in 3 dimensions and in a dimension from
+2 to 6: the length, the kind of each step (an elementwise ``Affine`` or a coupling layer of either
+parity) and all weights come from the grading seed, so a composition right only on the
+notebook's two-step example fails. Expected values are computed here, in float64, on the
+*reference* map (the library's ``Compose`` of the same steps): outputs by ``Compose``, log-dets by
+``jacobian_log_det`` of the reference map (the grader's autograd), so the identity with log-det 0,
+self-consistent, fails. The inverse is checked on ``z = f(x)`` for data ``x``: it must give ``x``
+back, with the autograd log-det of the reference inverse. (No ``Sigmoid`` steps here, unlike the
+notebook's examples: one that saturates makes ``g(f(x)) = x`` lose digits in float64 for any
+correct answer.)
 
 Tolerances: 1e-8 absolute and relative, far above float64 round-off of these O(1)-O(10) values
 and far below any conceptual error (a step skipped, a log-det taken at the wrong point or with
@@ -27,9 +28,11 @@ from dgm_course.flows import Affine, AffineCoupling, Compose, alternating_mask
 from dgm_course.jacobian import jacobian_log_det
 
 TOL = 1e-8
+TASKS = ("compose_forward", "compose_inverse", "flow_log_prob")
 REFERENCES = ("dgm_course.flows.Compose", "dgm_course.flows.FlowModel", "dgm_course.jacobian.jacobian_log_det",
               "dgm_course.jacobian.batch_jacobian")
 HIDDEN = ("dgm_course.flows.FlowModel", "dgm_course.jacobian.jacobian_log_det", "dgm_course.jacobian.batch_jacobian")
+CASES = ("a", "b")  # 3 dimensions, and 2 to 6
 AFFINE, COUPLING_0, COUPLING_1 = range(3)
 
 
@@ -37,135 +40,109 @@ def _t(a) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float64)
 
 
-def _steps(kinds, dim: int, theta) -> list:
-    """The composition the probes build too (same kinds, same order of parameters)."""
-    steps = [Affine(dim) if k == AFFINE else AffineCoupling(alternating_mask(dim, int(k) - 1), hidden=8)
+def _steps(kinds, dim: int, theta=None) -> list:
+    """The composition the probe builds too (same kinds, same order of parameters)."""
+    steps = [(Affine(dim) if k == AFFINE else AffineCoupling(alternating_mask(dim, int(k) - 1), hidden=8)).double()
              for k in kinds]
-    steps = [s.double() for s in steps]
     if theta is not None:
         torch.nn.utils.vector_to_parameters(_t(theta), Compose(steps).parameters())
     return steps
 
 
-def _draw_composition(rng: np.random.Generator, dim: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    kinds = rng.integers(AFFINE, COUPLING_1 + 1, size=K)
-    kinds[0] = COUPLING_0  # at least one coupling layer, so the steps interact
-    n = sum(p.numel() for s in _steps(kinds, dim, None) for p in s.parameters())
-    return kinds, 0.5 * rng.normal(size=n)
+def _draw(task: str):
+    """Per case a random composition and a batch ``v``: data for Tasks 1 and 3, ``z = f(x)`` for Task 2."""
+
+    def draw(rng: np.random.Generator) -> dict:
+        out = {"task": np.asarray(TASKS.index(task))}
+        for case, dim in zip(CASES, (3, int(rng.integers(2, 7)))):
+            kinds = rng.integers(AFFINE, COUPLING_1 + 1, size=int(rng.integers(3, 8)))
+            kinds[0] = COUPLING_0  # at least one coupling layer, so the steps interact
+            n = sum(p.numel() for s in _steps(kinds, dim) for p in s.parameters())
+            theta, x = 0.5 * rng.normal(size=n), 1.5 * rng.normal(size=(16, dim))
+            out |= {f"kinds_{case}": kinds, f"theta_{case}": theta, f"x_{case}": x, f"v_{case}": x}
+            if task == "compose_inverse":
+                with torch.no_grad():
+                    out[f"v_{case}"] = Compose(_steps(kinds, dim, theta))(_t(x))[0].numpy()
+        return out
+
+    draw.__name__ = f"draw_{task}"
+    return draw
 
 
-def _log_normal(z: torch.Tensor) -> torch.Tensor:
-    return -0.5 * z.pow(2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
-
-
-# Task 1: z = f_K(...f_1(x)) and the summed log-det -----------------------------------------------
-
-def draw_forward(rng: np.random.Generator) -> dict:
-    kinds, theta = _draw_composition(rng, dim=3, K=int(rng.integers(4, 8)))
-    return {"kinds": kinds, "theta": theta, "x": 1.5 * rng.normal(size=(16, 3))}
-
-
-def probe_forward(ns, inputs):
+def probe(ns, inputs):
+    """The one probe of the three tasks (only its source reaches the worker): build, then call the task."""
     import torch
 
     from dgm_course.flows import Affine, AffineCoupling, Compose, alternating_mask
 
-    steps = [(Affine(3) if k == 0 else AffineCoupling(alternating_mask(3, int(k) - 1), hidden=8)).double()
-             for k in inputs["kinds"]]
-    torch.nn.utils.vector_to_parameters(torch.from_numpy(inputs["theta"]), Compose(steps).parameters())
-    z, log_det = ns["compose_forward"](steps, torch.from_numpy(inputs["x"]))
-    return {"z": z, "log_det": log_det}
-
-
-def expect_forward(inputs: dict) -> dict:
-    f = Compose(_steps(inputs["kinds"], 3, inputs["theta"]))
-    x = _t(inputs["x"])
-    with torch.no_grad():
-        z = f(x)[0]
-    return {"z": z, "log_det": jacobian_log_det(lambda v: f(v)[0], x)}
-
-
-# Task 2: x = g_1(...g_K(z)) and its log-det ----------------------------------------------------------
-
-def draw_inverse(rng: np.random.Generator) -> dict:
-    kinds, theta = _draw_composition(rng, dim=3, K=int(rng.integers(4, 8)))
-    x = 1.5 * rng.normal(size=(16, 3))
-    with torch.no_grad():
-        z = Compose(_steps(kinds, 3, theta))(_t(x))[0].numpy()
-    return {"kinds": kinds, "theta": theta, "x": x, "z": z}
-
-
-def probe_inverse(ns, inputs):
-    import torch
-
-    from dgm_course.flows import Affine, AffineCoupling, Compose, alternating_mask
-
-    steps = [(Affine(3) if k == 0 else AffineCoupling(alternating_mask(3, int(k) - 1), hidden=8)).double()
-             for k in inputs["kinds"]]
-    torch.nn.utils.vector_to_parameters(torch.from_numpy(inputs["theta"]), Compose(steps).parameters())
-    x, log_det = ns["compose_inverse"](steps, torch.from_numpy(inputs["z"]))
-    return {"x": x, "log_det": log_det}
-
-
-def expect_inverse(inputs: dict) -> dict:
-    f = Compose(_steps(inputs["kinds"], 3, inputs["theta"]))
-    return {"x": _t(inputs["x"]), "log_det": jacobian_log_det(lambda v: f.inverse(v)[0], _t(inputs["z"]))}
-
-
-# Task 3: log p(x | theta) = log N(f(x); 0, I) + log|det J_f(x)| ---------------------------------------
-
-def draw_log_prob(rng: np.random.Generator) -> dict:
+    task = ("compose_forward", "compose_inverse", "flow_log_prob")[int(inputs["task"])]
     out = {}
-    for name, dim in (("a", 2), ("b", int(rng.integers(3, 7)))):
-        kinds, theta = _draw_composition(rng, dim=dim, K=int(rng.integers(3, 6)))
-        out |= {f"kinds_{name}": kinds, f"theta_{name}": theta, f"x_{name}": 2.0 * rng.normal(size=(32, dim))}
+    for case in ("a", "b"):
+        v = torch.from_numpy(inputs[f"v_{case}"])
+        dim = v.shape[1]
+        steps = [(Affine(dim) if k == 0 else AffineCoupling(alternating_mask(dim, int(k) - 1), hidden=8)).double()
+                 for k in inputs[f"kinds_{case}"]]
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(inputs[f"theta_{case}"]), Compose(steps).parameters())
+        if task == "flow_log_prob":
+            out[case] = ns[task](Compose(steps), v)
+        else:
+            out[f"out_{case}"], out[f"log_det_{case}"] = ns[task](steps, v)
     return out
 
 
-def probe_log_prob(ns, inputs):
-    import torch
+def _reference(inputs: dict, case: str):
+    x = _t(inputs[f"x_{case}"])
+    return Compose(_steps(inputs[f"kinds_{case}"], x.shape[1], inputs[f"theta_{case}"])), x
 
-    from dgm_course.flows import Affine, AffineCoupling, Compose, alternating_mask
 
+def expect_forward(inputs: dict) -> dict:
     out = {}
-    for name in ("a", "b"):
-        x = torch.from_numpy(inputs[f"x_{name}"])
-        dim = x.shape[1]
-        flow = Compose([(Affine(dim) if k == 0 else AffineCoupling(alternating_mask(dim, int(k) - 1), hidden=8))
-                        .double() for k in inputs[f"kinds_{name}"]])
-        torch.nn.utils.vector_to_parameters(torch.from_numpy(inputs[f"theta_{name}"]), flow.parameters())
-        out[name] = ns["flow_log_prob"](flow, x)
+    for case in CASES:
+        f, x = _reference(inputs, case)
+        with torch.no_grad():
+            out[f"out_{case}"] = f(x)[0]
+        out[f"log_det_{case}"] = jacobian_log_det(lambda v: f(v)[0], x)
+    return out
+
+
+def expect_inverse(inputs: dict) -> dict:
+    out = {}
+    for case in CASES:
+        f, x = _reference(inputs, case)
+        out[f"out_{case}"] = x
+        out[f"log_det_{case}"] = jacobian_log_det(lambda v: f.inverse(v)[0], _t(inputs[f"v_{case}"]))
     return out
 
 
 def expect_log_prob(inputs: dict) -> dict:
     out = {}
-    for name in ("a", "b"):
-        x = _t(inputs[f"x_{name}"])
-        f = Compose(_steps(inputs[f"kinds_{name}"], x.shape[1], inputs[f"theta_{name}"]))
+    for case in CASES:
+        f, x = _reference(inputs, case)
         with torch.no_grad():
             z = f(x)[0]
-        out[name] = _log_normal(z) + jacobian_log_det(lambda v: f(v)[0], x)
+        log_normal = -0.5 * z.pow(2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+        out[case] = log_normal + jacobian_log_det(lambda v: f(v)[0], x)
     return out
+
+
+def _checks(output: str, log_det: str) -> tuple[Check, ...]:
+    return (Check(output, "out_a", "out_a", 0.5, TOL, TOL),
+            Check(f"{log_det} in 3D vs the grader's autograd", "log_det_a", "log_det_a", 1.5, TOL, TOL),
+            Check(f"{log_det} in 2 to 6 dimensions", "log_det_b", "log_det_b", 1, TOL, TOL))
 
 
 SPEC = AssignmentSpec(
     assignment_id="02_composition",
     tasks=(
-        Task("compose_forward", ("compose_forward",), ("test_compose_forward",), draw_forward, probe_forward,
-             expect_forward,
-             (Check("z of a random composition vs the reference", "z", "z", 1, TOL, TOL),
-              Check("log-det vs the grader's autograd log|det J_f(x)|", "log_det", "log_det", 2, TOL, TOL)),
+        Task("compose_forward", ("compose_forward",), ("test_compose_forward",), _draw("compose_forward"), probe,
+             expect_forward, _checks("z of a random composition vs the reference", "log|det J_f(x)|"),
              forbidden=REFERENCES),
-        Task("compose_inverse", ("compose_inverse",), ("test_compose_inverse",), draw_inverse, probe_inverse,
-             expect_inverse,
-             (Check("g(f(x)) gives the data x back", "x", "x", 1, TOL, TOL),
-              Check("inverse log-det vs the grader's autograd log|det J_g(z)|", "log_det", "log_det", 2, TOL, TOL)),
-             forbidden=REFERENCES),
-        Task("flow_log_prob", ("flow_log_prob",), ("test_flow_log_prob",), draw_log_prob, probe_log_prob,
+        Task("compose_inverse", ("compose_inverse",), ("test_compose_inverse",), _draw("compose_inverse"), probe,
+             expect_inverse, _checks("g(f(x)) gives the data x back", "log|det J_g(z)|"), forbidden=REFERENCES),
+        Task("flow_log_prob", ("flow_log_prob",), ("test_flow_log_prob",), _draw("flow_log_prob"), probe,
              expect_log_prob,
-             (Check("log p(x | theta) of a random 2D flow (grader's autograd log-det)", "a", "a", 3, TOL, TOL),
-              Check("log p(x | theta) of a random flow in 3 to 6 dimensions", "b", "b", 1, TOL, TOL)),
+             (Check("log p(x | theta) of a random 3D flow (grader's autograd log-det)", "a", "a", 3, TOL, TOL),
+              Check("log p(x | theta) of a random flow in 2 to 6 dimensions", "b", "b", 1, TOL, TOL)),
              forbidden=REFERENCES),
     ),
     # Only the imports: the locked demo cells train a flow for seconds.
