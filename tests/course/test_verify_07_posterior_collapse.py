@@ -1,0 +1,205 @@
+"""Notebook 07 (posterior collapse): its test cells and its verification spec against wrong answers.
+
+1. In this process (no kernel): the set-up cell, then a wrong task function, then the task's test
+   cell from the source. The visible checks must name the mistake; the hidden ones must catch what
+   the visible ones let through; the solution passes both.
+2. The out-of-kernel verifier with ``specs/07_posterior_collapse.py``: the solution earns full
+   marks, the blank release 0, and a submission mixing wrong answers, a reference in disguise and
+   correct work written differently earns exactly the points of its correct parts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+import dgm_course.course.kernel
+from dgm_course.course.verify import grading_seed, verify_submission
+
+from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+
+ID = "07_posterior_collapse"
+pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 07 is not in this course")
+SOURCE = notebook("source", ID) if ID in ASSIGNMENT_IDS else None
+TASKS = ("causal_mask", "active_units", "annealed_loss", "free_bits_loss")
+POINTS = {"causal_mask": 3.0, "active_units": 2.0, "annealed_loss": 3.0, "free_bits_loss": 2.0}
+
+MASK = ("def causal_mask(kernel_size, mask_type):\n    c = kernel_size // 2\n"
+        "    mask = torch.zeros(kernel_size, kernel_size)\n    mask[:c] = 1.0\n"
+        "    mask[c, : c + (mask_type == {open})] = 1.0\n    return mask{end}\n")
+WRONG = {
+    "type A closes the centre tap": ("causal_mask", MASK.format(open='"A"', end="")),
+    "the mask is transposed": ("causal_mask", MASK.format(open='"B"', end=".T")),
+    "the mask is flipped": ("causal_mask", MASK.format(open='"B"', end=".flip(0, 1)")),
+    "threshold Var_x(mu_j(x)), not the mean itself": (
+        "active_units", "def active_units(encoder, x, threshold=0.01):\n    return encoder(x)[0].mean(0) > threshold\n"),
+    "or the posterior variance exp(log_var)": (
+        "active_units", "def active_units(encoder, x, threshold=0.01):\n"
+                        "    return encoder(x)[1].exp().mean(0) > threshold\n"),
+    "the loss is the NEGATIVE ELBO: -mean(rec) + beta": (
+        "annealed_loss", "def annealed_loss(rec, kl, step, warmup_steps):\n"
+                         "    beta = min(1.0, step / warmup_steps) if warmup_steps else 1.0\n"
+                         "    return rec.mean() + beta * kl.sum(1).mean()\n"),
+    "sum the KL over the latent dimensions, then average over the batch": (
+        "annealed_loss", "def annealed_loss(rec, kl, step, warmup_steps):\n"
+                         "    beta = min(1.0, step / warmup_steps) if warmup_steps else 1.0\n"
+                         "    return -rec.mean() + beta * kl.mean()\n"),
+    "beta rises from 0 to 1 over the warm-up and then stays 1": (
+        "annealed_loss", "def annealed_loss(rec, kl, step, warmup_steps):\n"
+                         "    return -rec.mean() + step / warmup_steps * kl.sum(1).mean()\n"),
+    "the max applies to the batch average of the total KL, not to each sample's KL": (
+        "free_bits_loss", "def free_bits_loss(rec, kl, free_bits):\n"
+                          "    return -rec.mean() + kl.sum(1).clamp(min=free_bits).mean()\n"),
+    "the KL term is max(free_bits, KL), not KL + free_bits": (
+        "free_bits_loss", "def free_bits_loss(rec, kl, free_bits):\n    return -rec.mean() + kl.sum(1).mean() + free_bits\n"),
+    "below free_bits the KL term must be constant": (
+        "free_bits_loss", "def free_bits_loss(rec, kl, free_bits):\n"
+                          "    kl_mean = kl.sum(1).mean()\n"
+                          "    return -rec.mean() + kl_mean + (free_bits - kl_mean).clamp(min=0).detach()\n"),
+}
+# Right values on the visible examples, wrong where the hidden checks look.
+PASS_VISIBLE = {
+    # the total KL as 2 x the mean entry: right for the visible 2 latent dimensions only
+    "free_bits_loss": ("def free_bits_loss(rec, kl, free_bits):\n"
+                       "    return -rec.mean() + (2 * kl.mean()).clamp(min=free_bits)\n",
+                       "free-bits loss with free_bits = 0.0 vs the reference"),
+    # hard-coded for the kernel sizes of the visible test
+    "causal_mask": ("def causal_mask(kernel_size, mask_type):\n"
+                    "    if kernel_size == 5:\n"
+                    "        return torch.tensor([[1.0] * 5, [1.0] * 5, [1.0, 1.0, 1.0, 0.0, 0.0], [0.0] * 5, [0.0] * 5])\n"
+                    "    m = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])\n"
+                    "    m[1, 1] = float(mask_type == 'B')\n    return m\n",
+                    "causal_mask(1, 'A') vs the reference"),
+    # the loss is right, but its gradient with respect to kl is lost
+    "annealed_loss": ("def annealed_loss(rec, kl, step, warmup_steps):\n"
+                      "    beta = min(1.0, step / warmup_steps) if warmup_steps else 1.0\n"
+                      "    return -rec.mean() + beta * kl.detach().sum(1).mean()\n",
+                      "not have been used in the graph"),
+}
+
+
+@pytest.fixture
+def namespace(monkeypatch):
+    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
+    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
+    ns: dict = {}
+    exec(cell_by_id(SOURCE, "setup").source, ns)
+    return ns
+
+
+def _test_cell(name: str, hidden: bool) -> str:
+    source = cell_by_id(SOURCE, f"test_{name}").source
+    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
+
+
+@pytest.mark.parametrize("hint", list(WRONG))
+def test_visible_checks_name_the_mistake(namespace, hint):
+    name, wrong = WRONG[hint]
+    exec(wrong, namespace)
+    with pytest.raises(AssertionError) as failure:
+        exec(_test_cell(name, hidden=False), namespace)
+    assert hint in str(failure.value), str(failure.value)
+
+
+@pytest.mark.parametrize("name", list(PASS_VISIBLE))
+def test_hidden_checks_catch_what_the_visible_ones_miss(namespace, name):
+    wrong, message = PASS_VISIBLE[name]
+    exec(wrong, namespace)
+    exec(_test_cell(name, hidden=False), namespace)
+    with pytest.raises((AssertionError, RuntimeError), match=re.escape(message)):
+        exec(_test_cell(name, hidden=True), namespace)
+
+
+def test_an_all_open_mask_fails_the_autograd_check(namespace):
+    # Hidden checks alone (the reference comparison skipped): a decoder reading every pixel is not causal.
+    exec("def causal_mask(kernel_size, mask_type):\n    return torch.ones(kernel_size, kernel_size)\n", namespace)
+    hidden = _test_cell("causal_mask", hidden=True).split("# Autograd:")[1].split("\n", 1)[1]
+    exec("from dgm_course.jacobian import assert_close, batch_jacobian\n"
+         "from dgm_course.vae import receptive_field as _reference_field\n", namespace)
+    with pytest.raises(AssertionError, match="which inputs each output reads"):
+        exec(hidden, namespace)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
+    exec(cell_by_id(SOURCE, name).source, namespace)
+    exec(_test_cell(name, hidden=True), namespace)
+
+
+# ---------------------------------------------------------------------------------------------
+# The out-of-kernel verifier
+
+MIXED = {
+    "causal_mask": MASK.format(open='"B"', end=".T"),  # transposed: reads later pixels
+    # correct, written differently: NumPy, the unbiased variance (far from the threshold either way)
+    "active_units": "import numpy as np\n\n"
+                    "def active_units(encoder, x, threshold=0.01):\n"
+                    "    mu = encoder(x)[0].detach().numpy()\n"
+                    "    return torch.from_numpy(np.var(mu, axis=0, ddof=1) > threshold)\n",
+    # beta never stops at 1: only d loss / d rec is right
+    "annealed_loss": "def annealed_loss(rec, kl, step, warmup_steps):\n"
+                     "    return -rec.mean() + step / max(warmup_steps, 1) * kl.sum(1).mean()\n",
+    # the reference, reached at run time under another name: not in the worker's library
+    "free_bits_loss": "import importlib\n\n"
+                      "def free_bits_loss(rec, kl, free_bits):\n"
+                      "    objectives = importlib.import_module('dgm_' + 'course.objectives')\n"
+                      "    return -rec.mean() + getattr(objectives, 'free_bits' + '_kl')(kl, free_bits)\n",
+}
+
+
+def _with(nb: dict, answers: dict[str, str]) -> dict:
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+    return nb
+
+
+@pytest.fixture(scope="module")
+def verified():
+    path = f"{ID}/{ID}.ipynb"
+    source = json.loads((ROOT / "source_notebooks" / path).read_text())
+    release = json.loads((ROOT / "assignments" / path).read_text())
+    solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
+    importing = {**solution, "active_units": "from dgm_course.vae import active_units\n"}
+    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
+                   "importing the reference": _with(release, importing)}
+    seed = grading_seed("dgm-course", ID, "student-1")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(verify_submission, ID, nb, source, seed=seed) for name, nb in submissions.items()}
+        return {name: {v.task_id: v for v in f.result()} for name, f in futures.items()}
+
+
+def test_the_verifier_gives_the_solution_full_marks(verified):
+    verdicts = verified["solution"]
+    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
+    assert all(v.reason == "all checks passed" for v in verdicts.values())
+
+
+def test_the_verifier_gives_the_blank_release_zero(verified):
+    verdicts = verified["release"]
+    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
+    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+
+
+def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
+    verdicts = verified["mixed"]
+    assert {t: v.points for t, v in verdicts.items()} == {
+        "causal_mask": 0.0, "active_units": 2.0, "annealed_loss": 0.5, "free_bits_loss": 0.0,
+    }, {t: v.reason for t, v in verdicts.items()}
+    # a transposed mask fails the reference masks and the grader's receptive field alike
+    assert len(verdicts["causal_mask"].failed) == 3 and verdicts["causal_mask"].passed == []
+    assert verdicts["annealed_loss"].passed == ["d loss / d rec = -1 / B (autograd)"], verdicts["annealed_loss"].passed
+    assert "not available while grading" in verdicts["free_bits_loss"].reason
+
+
+def test_a_reference_imported_costs_its_task(verified):
+    verdicts = verified["importing the reference"]
+    assert {t: v.points for t, v in verdicts.items()} == {**POINTS, "active_units": 0.0}
+    assert "uses the library's reference dgm_course.vae.active_units" in verdicts["active_units"].reason
