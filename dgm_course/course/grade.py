@@ -61,7 +61,7 @@ from . import sandbox
 from .cells import grade_cells, task_name
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .sandbox import Limits, SandboxError
-from .verify import flag_verdicts
+from .verify import MAX_NOTEBOOK_BYTES, flag_verdicts
 
 __all__ = ["StudentResult", "validate_submission", "grade", "final_rows", "write_csv", "GRADED", "INVALID",
            "FAILED", "TIMEOUT", "ERROR"]
@@ -103,11 +103,16 @@ def validate_submission(folder: Path, assignment_id: str, source: nbformat.Noteb
     expected = folder / f"{assignment_id}.ipynb"
     if not folder.is_dir():
         return None, f"no folder {assignment_id}/ in the submission"
+    if expected.is_symlink():  # the grader would read whatever it points to, with its own rights
+        return None, f"{expected.name} is a symbolic link: submit the notebook itself"
     if not expected.is_file():
         others = sorted(p.name for p in folder.glob("*.ipynb"))
         if others:
             return None, f"renamed notebook: found {', '.join(others)}, expected {expected.name}"
         return None, f"no notebook: expected {expected.name}"
+    if expected.stat().st_size > MAX_NOTEBOOK_BYTES:
+        return None, (f"notebook too large: {expected.stat().st_size / 2**20:.0f} MiB, the limit is "
+                      f"{MAX_NOTEBOOK_BYTES >> 20} MiB (clear the outputs and submit again)")
     try:
         nb = nbformat.read(expected, as_version=4)
     except (ValueError, UnicodeDecodeError) as err:  # nbformat's NotJSONError is a ValueError

@@ -40,7 +40,7 @@ class Notebooks:
 class Case:
     name: str
     what: str
-    build: Callable[[Notebooks], nbformat.NotebookNode | str]
+    build: Callable[[Notebooks], nbformat.NotebookNode | str | Path]  # a Path: a symbolic link to it
     points: dict[str, float] | None  # None: not graded (invalid)
     says: str
     in_kernel: float | None | str = ANY
@@ -113,6 +113,12 @@ def _points_raised(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = copy.deepcopy(nb)
     for cell in _test_cells(nb):
         cell.metadata.nbgrader["points"] = 100 * cell.metadata.nbgrader["points"]
+    return nb
+
+
+def _padded(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells.append(new_markdown_cell("x" * (21 << 20)))
     return nb
 
 
@@ -323,6 +329,10 @@ CASES = [
     Case("renamed_grade_id", "a solution cell's grade_id renamed in the metadata",
          lambda nb: _metadata(nb.solved, "log_abs_det", grade_id="my_log_abs_det"), {**FULL, "log_abs_det": 0.0},
          "solution cell log_abs_det not found", ANY),
+    Case("oversized", "a 21 MiB notebook (a huge Markdown cell)", lambda nb: _padded(nb.solved), None, "too large",
+         None, status="invalid"),
+    Case("symlink", "the notebook is a symbolic link to the instructor's source notebook",
+         lambda nb: ROOT / "source_notebooks" / ID / f"{ID}.ipynb", None, "symbolic link", None, status="invalid"),
     Case("renamed_notebook", "the notebook renamed", lambda nb: nb.solved, None, "renamed notebook", None,
          status="invalid", filename="homework.ipynb"),
     Case("deleted_grade_cells", "a task's solution and test cells deleted",
@@ -342,7 +352,9 @@ def write(case: Case, nb: Notebooks, submitted: Path) -> None:
     folder.mkdir(parents=True)
     built = case.build(nb)
     path = folder / (case.filename or f"{ID}.ipynb")
-    if isinstance(built, str):
+    if isinstance(built, Path):
+        path.symlink_to(built)
+    elif isinstance(built, str):
         path.write_text(built)
     else:
         nbformat.write(built, path)
