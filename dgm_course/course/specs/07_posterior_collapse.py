@@ -31,7 +31,7 @@ B, D = 16, 5  # batch and latent size of the loss checks
 
 
 def _t(a) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    return torch.tensor(np.asarray(a), dtype=torch.float64)
 
 
 # Task 1: the causal mask -----------------------------------------------------------------------
