@@ -6,7 +6,9 @@
     dgm-course demo                                build all, grade two sample students, print scores
 
 Every command works in the course folder (``--course``, default: the working folder), the one that
-holds ``nbgrader_config.py``. Exit status: 0 done, 1 out of sync (check), 2 an error to fix.
+holds ``nbgrader_config.py``. Exit status: 0 done; 1 out of sync (check) or a student the grader
+itself failed on (grade: a row of status ``error``, to grade again; every other row is final);
+2 an error to fix.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or course.root / "course_build" / "grading" / args.id
             rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers)
             print(format_table(rows, [c for c in rows[0] if c not in ("feedback", "flags", "details")]))
+            if any(row["status"] == "error" for row in rows):
+                return 1
         elif args.command == "demo":
             from .demo import demo
 

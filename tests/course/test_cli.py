@@ -82,3 +82,19 @@ def test_demo_builds_every_assignment_then_grades_a_solution_and_a_blank_release
     # The tiny course's scores: a bare False passes even for bob, stderr fails even for ada.
     assert ada.split()[:3] == ["ada", "graded", "3.0"] and bob.split()[:3] == ["bob", "graded", "1.0"]
     assert (tmp_path / "demo" / "grading" / TINY_ID / "grades.csv").is_file()
+
+
+def test_grade_exits_1_when_the_grader_itself_failed_on_a_student(tmp_path, capsys, monkeypatch):
+    from dgm_course.course import grade as grading
+
+    def broken(batch, student_id, original):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(grading, "_grade_student_steps", broken)
+    assignment_id = ASSIGNMENT_IDS[0]
+    (tmp_path / "submitted" / "ada" / assignment_id).mkdir(parents=True)
+    code = main(["--course", str(ROOT), "grade", assignment_id, str(tmp_path / "submitted"),
+                 "--out", str(tmp_path / "grading")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "ada" in out and "error" in out and "disk full" in out

@@ -91,13 +91,11 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path):
     points = graded_points(source)
     assert points and sum(points.values()) > 0, "assignment 01 has no graded test cell"
     assert grades == {"alice": ("graded", sum(points.values())), "bob": ("graded", 0.0)}, grades
+    # nbgrader's release_feedback names each page by a hash of the secret that `nbgrader submit`
+    # wrote beside the notebook: without it neither the release nor the students' fetch works.
     missing = [name for name in students
                if not (grading / "feedback" / name / ASSIGNMENT / "submission_secret.txt").is_file()]
-    if missing:
-        # nbgrader's release_feedback names each page by a hash of the secret that `nbgrader submit`
-        # wrote beside the notebook; without it neither the release nor the students' fetch works.
-        pytest.xfail(f"dgm-course grade does not carry submission_secret.txt from the submission to its "
-                     f"feedback folder (missing for {', '.join(missing)}): nbgrader release_feedback cannot run")
+    assert not missing, f"dgm-course grade did not carry submission_secret.txt to the feedback of {missing}"
     nbgrader("release_feedback", ASSIGNMENT, cwd=grading, env=instructor)
 
     # Students: fetch feedback; its scores are full marks for alice and zero for bob, cell by cell.
