@@ -15,7 +15,9 @@ A non-finite loss stops the fit with :class:`NonFiniteLossError` naming the step
 optimizer takes it; the history up to that step rides on the error.
 
 Progress bars are written by ``tqdm.auto`` (a widget in Jupyter, text on stderr elsewhere); pass
-``progress=False`` in graded cells, where nbgrader treats any stderr output as a failure.
+``progress=False`` in graded cells, where nbgrader treats any stderr output as a failure. The
+environment variable ``TQDM_DISABLE`` (set when notebooks are built and graded) turns every bar off,
+in Jupyter too, where ``tqdm.notebook`` itself ignores it.
 
 Example:
     >>> import torch
@@ -28,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -81,6 +84,11 @@ def _check_positive_int(value: object, name: str) -> int:
     return value
 
 
+def _tqdm_disabled() -> bool:
+    """``TQDM_DISABLE`` is set to a true value (``1``, ``true``, ``yes``; not ``0``, ``false`` or empty)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def fit(
     loss_fn: Callable[[int, torch.Generator], Tensor],
     params: Iterable[nn.Parameter] | nn.Module,
@@ -132,9 +140,8 @@ def fit(
         torch.manual_seed(seed)
         generator = torch.Generator(device=device).manual_seed(seed)
         start = time.perf_counter()
-        # ``disable`` is passed only to turn the bar off, so TQDM_DISABLE=1 (set when notebooks are
-        # built and graded) can still turn it off when ``progress`` is True.
-        bar = tqdm(range(1, steps + 1), desc=desc, **({} if progress else {"disable": True}))
+        progress = progress and not _tqdm_disabled()
+        bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress)
         for step in bar:
             loss = loss_fn(step, generator)
             value = loss.item()

@@ -174,3 +174,32 @@ def test_tqdm_disable_in_the_environment_silences_the_bar():
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert (out.stderr == "") is silent, out.stderr
+
+
+@pytest.mark.parametrize("value, shown", [("1", False), ("true", False), ("", True), ("0", True), (None, True)])
+def test_tqdm_disable_turns_off_every_bar_whatever_tqdm_class_draws_it(monkeypatch, value, shown):
+    # tqdm.notebook (the bar tqdm.auto picks in Jupyter) ignores TQDM_DISABLE: fit must read it itself
+    import dgm_course.train as train
+
+    seen = []
+
+    class Bar(list):
+        def __init__(self, iterable, desc, disable):
+            super().__init__(iterable)
+            seen.append(disable)
+
+        def set_postfix(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train, "tqdm", Bar)
+    if value is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", value)
+    p = torch.nn.Parameter(torch.zeros(2))
+    train.fit(lambda step, g: (p - 1).pow(2).sum(), [p], steps=3, progress=True)
+    train.fit(lambda step, g: (p - 1).pow(2).sum(), [p], steps=3, progress=False)
+    assert seen == [not shown, True]
