@@ -42,17 +42,18 @@ def tasks(nb: nbformat.NotebookNode) -> list[str]:
     return [name for name in solution_cells(nb) if f"test_{name}" in tests]
 
 
-def setup_namespace(source: nbformat.NotebookNode, monkeypatch) -> dict:
-    """The namespace of ``source``'s set-up cell run in this process (no kernel), for running a
-    task's cells against wrong answers. The real ``setup_notebook`` would send this process's
-    stderr to stdout: here it only seeds."""
+def setup_namespace(source: nbformat.NotebookNode, monkeypatch, grade_ids: tuple[str, ...] = ("setup",)) -> dict:
+    """The namespace of ``source``'s set-up cells ``grade_ids`` run in this process (no kernel), for
+    running a task's cells against wrong answers. The real ``setup_notebook`` would send this
+    process's stderr to stdout: here it only seeds."""
     import torch
 
     import dgm_course.course.kernel
 
     monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
     namespace: dict = {}
-    exec(cell_by_id(source, "setup").source, namespace)
+    for grade_id in grade_ids:
+        exec(cell_by_id(source, grade_id).source, namespace)
     return namespace
 
 
@@ -60,6 +61,11 @@ def task_test_code(source: nbformat.NotebookNode, name: str, hidden: bool) -> st
     """The test cell of task ``name``: all of it, or only its visible part."""
     text = cell_by_id(source, f"test_{name}").source
     return text if hidden else text.split("### BEGIN HIDDEN TESTS")[0]
+
+
+def hidden_test_code(source: nbformat.NotebookNode, name: str) -> str:
+    """Only the hidden part of task ``name``'s test cell (its visible checks skipped)."""
+    return cell_by_id(source, f"test_{name}").source.split("### BEGIN HIDDEN TESTS")[1]
 
 
 def with_stray_output(source: str) -> str:

@@ -1,25 +1,23 @@
-"""Notebook 03 (forward vs reverse KL): its test cells and its verification spec against wrong answers.
+"""Notebook 03 (forward vs reverse KL): its test cells and its verification spec against wrong answers
+(the tests every notebook gets come from ``_verify``).
 
-1. In this process (no kernel): the set-up cell, then a wrong task function, then the task's test
-   cell from the source. The visible checks must name the mistake; the hidden ones must catch what
-   the visible ones let through; the solution passes both.
-2. The out-of-kernel verifier with ``specs/03_forward_reverse_kl.py``: the solution earns full
-   marks, the blank release 0, and a submission mixing correct work written differently, a loss
-   without gradients and a reference in disguise earns exactly the points of its correct parts.
+In this process, a loss right only on the visible 2D example fails the hidden checks, and so does a
+latent density that ignores the flow. The verifier with ``specs/03_forward_reverse_kl.py`` gives a
+submission mixing correct work written differently, a loss without gradients and a reference in
+disguise exactly the points of its correct parts.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-
 import pytest
-import torch
 
-import dgm_course.course.kernel
-from dgm_course.course.verify import grading_seed, verify_submission
-
-from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, notebook
+from ._verify import (assert_every_task_scores_zero, assert_only_the_hidden_checks_fail,
+                      assert_the_hidden_checks_alone_fail, reasons, scores, solution_answers, verify_submissions)
+from ._verify import (  # noqa: F401 - the tests every notebook gets, collected here with this module's data
+    namespace, pytest_generate_tests, test_the_solution_passes_visible_and_hidden_checks,
+    test_the_verifier_gives_the_blank_release_zero, test_the_verifier_gives_the_solution_full_marks,
+    test_visible_checks_name_the_mistake)
 
 ID = "03_forward_reverse_kl"
 pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 03 is not in this course")
@@ -61,49 +59,12 @@ HARD_CODED = ("forward_kl_loss", _forward("-(-0.5 * z.pow(2).sum(1) - math.log(2
 IDENTITY = "def latent_log_prob(flow, log_target, z):\n    return log_target(z)\n"
 
 
-@pytest.fixture
-def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    exec(cell_by_id(SOURCE, "setup").source, ns)
-    return ns
-
-
-def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
-
-
-@pytest.mark.parametrize("hint", list(WRONG))
-def test_visible_checks_name_the_mistake(namespace, hint):
-    name, wrong = WRONG[hint]
-    exec(wrong, namespace)
-    with pytest.raises(AssertionError) as failure:
-        exec(_test_cell(name, hidden=False), namespace)
-    assert hint in str(failure.value), str(failure.value)
-
-
 def test_hidden_checks_catch_what_the_visible_ones_miss(namespace):
-    name, wrong = HARD_CODED
-    exec(wrong, namespace)
-    exec(_test_cell(name, hidden=False), namespace)
-    with pytest.raises(AssertionError, match="in 5D vs the reference FlowModel.forward_kl"):
-        exec(_test_cell(name, hidden=True), namespace)
+    assert_only_the_hidden_checks_fail(namespace, SOURCE, *HARD_CODED, "in 5D vs the reference FlowModel.forward_kl")
 
 
 def test_the_identity_fails_the_hidden_checks_too(namespace):
-    # Hidden checks alone (visible part skipped): the reference comparison catches it.
-    exec(IDENTITY, namespace)
-    hidden = cell_by_id(SOURCE, "test_latent_log_prob").source.split("### BEGIN HIDDEN TESTS")[1]
-    with pytest.raises(AssertionError, match="vs the reference inverse"):
-        exec(hidden, namespace)
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
-    exec(cell_by_id(SOURCE, name).source, namespace)
-    exec(_test_cell(name, hidden=True), namespace)
+    assert_the_hidden_checks_alone_fail(namespace, SOURCE, "latent_log_prob", IDENTITY, "vs the reference inverse")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,49 +86,18 @@ MIXED = {
 }
 
 
-def _with(nb: dict, answers: dict[str, str]) -> dict:
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 @pytest.fixture(scope="module")
 def verified():
-    path = f"{ID}/{ID}.ipynb"
-    source = json.loads((ROOT / "source_notebooks" / path).read_text())
-    release = json.loads((ROOT / "assignments" / path).read_text())
-    solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
+    solution = solution_answers(SOURCE, TASKS)
     importing = {**solution,
                  "latent_log_prob": f"from dgm_course.flows import FlowModel\n\n{solution['latent_log_prob']}"}
-    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
-                   "importing the reference": _with(release, importing)}
-    seed = grading_seed("dgm-course", ID, "student-1")
-    # One at a time: the verifier parses code with ``ast``, and CPython 3.11 can raise a spurious
-    # "AST constructor recursion depth mismatch" when threads do that concurrently (gh-106905).
-    return {name: {v.task_id: v for v in verify_submission(ID, nb, source, seed=seed)}
-            for name, nb in submissions.items()}
-
-
-def test_the_verifier_gives_the_solution_full_marks(verified):
-    verdicts = verified["solution"]
-    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
-    assert all(v.reason == "all checks passed" for v in verdicts.values())
-
-
-def test_the_verifier_gives_the_blank_release_zero(verified):
-    verdicts = verified["release"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
-    reasons = {t: v.reason for t, v in verdicts.items()}
-    assert {t: v.points for t, v in verdicts.items()} == {
-        "forward_kl_loss": 3.0, "reverse_kl_loss": 2.0, "latent_log_prob": 0.0}, reasons
+    assert scores(verdicts) == {
+        "forward_kl_loss": 3.0, "reverse_kl_loss": 2.0, "latent_log_prob": 0.0}, reasons(verdicts)
     # a detached loss keeps the points of its values and loses those of its gradient
     assert [f.split(":")[0] for f in verdicts["reverse_kl_loss"].failed] == [
         "its gradient with respect to the flow's parameters (2D)",
@@ -176,6 +106,5 @@ def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
 
 
 def test_a_reference_imported_anywhere_costs_every_task(verified):
-    verdicts = verified["importing the reference"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("uses the library's reference dgm_course.flows.FlowModel" in v.reason for v in verdicts.values())
+    assert_every_task_scores_zero(verified["importing the reference"], TASKS,
+                                  "uses the library's reference dgm_course.flows.FlowModel")

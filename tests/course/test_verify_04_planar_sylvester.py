@@ -1,27 +1,23 @@
-"""Notebook 04 (planar and Sylvester flows): its test cells and its verification spec against wrong answers.
+"""Notebook 04 (planar and Sylvester flows): its test cells and its verification spec against wrong answers
+(the tests every notebook gets come from ``_verify``; the test cells rely on two set-up cells).
 
-1. In this process (no kernel): the set-up cells, then a wrong task function, then the task's test
-   cell from the source. The visible checks must name the mistake; the hidden ones must catch what
-   the visible ones let through; the solution passes both.
-2. The out-of-kernel verifier with ``specs/04_planar_sylvester.py``: the solution earns full marks,
-   the blank release 0, and a submission mixing wrong answers, a reference in disguise, a dense
-   determinant and correct work written differently earns exactly the points of its correct parts.
+In this process, a Sylvester log-det right only where Q is the identity's first columns fails the
+hidden checks, and so does the identity. The verifier with ``specs/04_planar_sylvester.py`` gives a
+submission mixing wrong answers, a reference in disguise, a dense determinant and correct work
+written differently exactly the points of its correct parts.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import re
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-import torch
 
-import dgm_course.course.kernel
-from dgm_course.course.verify import grading_seed, verify_submission
-
-from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, notebook
+from ._verify import (assert_every_task_scores_zero, assert_only_the_hidden_checks_fail,
+                      assert_the_hidden_checks_alone_fail, reasons, scores, solution_answers, verify_submissions)
+from ._verify import (  # noqa: F401 - the tests every notebook gets, collected here with this module's data
+    namespace, pytest_generate_tests, test_the_solution_passes_visible_and_hidden_checks,
+    test_the_verifier_gives_the_blank_release_zero, test_the_verifier_gives_the_solution_full_marks,
+    test_visible_checks_name_the_mistake)
 
 ID = "04_planar_sylvester"
 pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 04 is not in this course")
@@ -77,50 +73,13 @@ HARD_CODED = ("sylvester_g", "def sylvester_g(z, Q, R1, R2, b):\n"
               "    return z + th @ R1.T @ Q.T, torch.log(torch.abs(1 + dh * R1.diagonal() * R2.diagonal())).sum(1)")
 
 
-@pytest.fixture
-def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    for grade_id in SETUP_CELLS:
-        exec(cell_by_id(SOURCE, grade_id).source, ns)
-    return ns
-
-
-def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
-
-
-@pytest.mark.parametrize("hint", list(WRONG))
-def test_visible_checks_name_the_mistake(namespace, hint):
-    name, wrong = WRONG[hint]
-    exec(wrong, namespace)
-    with pytest.raises(AssertionError) as failure:
-        exec(_test_cell(name, hidden=False), namespace)
-    assert hint in str(failure.value), str(failure.value)
-
-
 def test_hidden_checks_catch_what_the_visible_ones_miss(namespace):
-    name, wrong = HARD_CODED
-    exec(wrong, namespace)
-    exec(_test_cell(name, hidden=False), namespace)
-    with pytest.raises(AssertionError, match=re.escape("log|det J_g| vs the reference OrthogonalSylvester")):
-        exec(_test_cell(name, hidden=True), namespace)
+    assert_only_the_hidden_checks_fail(namespace, SOURCE, *HARD_CODED,
+                                       "log|det J_g| vs the reference OrthogonalSylvester")
 
 
 def test_the_identity_flow_fails_the_hidden_checks_too(namespace):
-    # Hidden checks alone (visible part skipped): the reference comparison catches it.
-    exec(IDENTITY_PLANAR, namespace)
-    hidden = cell_by_id(SOURCE, "test_planar_g").source.split("### BEGIN HIDDEN TESTS")[1]
-    with pytest.raises(AssertionError, match="vs the reference Planar"):
-        exec(hidden, namespace)
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
-    exec(cell_by_id(SOURCE, name).source, namespace)
-    exec(_test_cell(name, hidden=True), namespace)
+    assert_the_hidden_checks_alone_fail(namespace, SOURCE, "planar_g", IDENTITY_PLANAR, "vs the reference Planar")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,21 +102,9 @@ MIXED = {
 }
 
 
-def _with(nb: dict, answers: dict[str, str]) -> dict:
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 @pytest.fixture(scope="module")
 def verified():
-    path = f"{ID}/{ID}.ipynb"
-    source = json.loads((ROOT / "source_notebooks" / path).read_text())
-    release = json.loads((ROOT / "assignments" / path).read_text())
-    solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
+    solution = solution_answers(SOURCE, TASKS)
     disguised = {**solution, "planar_u_hat": "import importlib\n\n"
                  "def planar_u_hat(u, w):\n"
                  "    residual = importlib.import_module('dgm_' + 'course.flows.residual')\n"
@@ -167,30 +114,12 @@ def verified():
                  "        layer.w.copy_(w)\n"
                  "    return layer.u_hat.detach()\n"}
     importing = {**solution, "planar_g": "from dgm_course.flows import Planar\n\n" + solution["planar_g"]}
-    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
-                   "disguised": _with(release, disguised), "importing the reference": _with(release, importing)}
-    seed = grading_seed("dgm-course", ID, "student-1")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(verify_submission, ID, nb, source, seed=seed) for name, nb in submissions.items()}
-        return {name: {v.task_id: v for v in f.result()} for name, f in futures.items()}
-
-
-def test_the_verifier_gives_the_solution_full_marks(verified):
-    verdicts = verified["solution"]
-    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
-    assert all(v.reason == "all checks passed" for v in verdicts.values())
-
-
-def test_the_verifier_gives_the_blank_release_zero(verified):
-    verdicts = verified["release"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+    return verify_submissions(ID, {"mixed": MIXED, "disguised": disguised, "importing the reference": importing})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
-    assert {t: v.points for t, v in verdicts.items()} == {"planar_g": 0.0, "planar_u_hat": 3.0, "sylvester_g": 0.0}, \
-        {t: v.reason for t, v in verdicts.items()}
+    assert scores(verdicts) == {"planar_g": 0.0, "planar_u_hat": 3.0, "sylvester_g": 0.0}, reasons(verdicts)
     # the identity with log-det 0 fails the reference and the grader's autograd log-det, in both cases
     assert len(verdicts["planar_g"].failed) == 4 and verdicts["planar_g"].passed == []
     assert "linalg_slogdet was called" in verdicts["sylvester_g"].reason
@@ -198,11 +127,10 @@ def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
 
 def test_a_reference_in_disguise_is_not_available_while_grading(verified):
     verdicts = verified["disguised"]
-    assert {t: v.points for t, v in verdicts.items()} == {**POINTS, "planar_u_hat": 0.0}
+    assert scores(verdicts) == {**POINTS, "planar_u_hat": 0.0}, reasons(verdicts)
     assert "not available while grading" in verdicts["planar_u_hat"].reason
 
 
 def test_a_reference_imported_anywhere_costs_every_task(verified):
-    verdicts = verified["importing the reference"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("uses the library's reference dgm_course.flows.residual (line" in v.reason for v in verdicts.values())
+    assert_every_task_scores_zero(verified["importing the reference"], TASKS,
+                                  "uses the library's reference dgm_course.flows.residual (line")

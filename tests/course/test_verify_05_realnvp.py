@@ -1,25 +1,23 @@
-"""Notebook 05 (RealNVP): its test cells and its verification spec against wrong answers.
+"""Notebook 05 (RealNVP): its test cells and its verification spec against wrong answers
+(the tests every notebook gets come from ``_verify``).
 
-1. In this process (no kernel): the set-up cell, then a wrong task function, then the task's test
-   cell from the source. The visible checks must name the mistake; the hidden ones must catch what
-   the visible ones let through (and the identity with log-det 0); the solution passes both.
-2. The out-of-kernel verifier with ``specs/05_realnvp.py``: the solution earns full marks, the
-   blank release 0, and a submission mixing wrong answers, references in disguise and correct work
-   written differently earns exactly the points of its correct parts.
+In this process, a coupling whose conditioner sees all of x fails the hidden checks, and so does the
+identity with log-det 0. The verifier with ``specs/05_realnvp.py`` gives a submission mixing wrong
+answers, references in disguise and correct work written differently exactly the points of its
+correct parts.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-
 import pytest
-import torch
 
-import dgm_course.course.kernel
-from dgm_course.course.verify import grading_seed, verify_submission
-
-from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, notebook
+from ._verify import (assert_only_the_hidden_checks_fail, assert_the_hidden_checks_alone_fail, reasons, scores,
+                      verify_submissions)
+from ._verify import (  # noqa: F401 - the tests every notebook gets, collected here with this module's data
+    namespace, pytest_generate_tests, test_the_solution_passes_visible_and_hidden_checks,
+    test_the_verifier_gives_the_blank_release_zero, test_the_verifier_gives_the_solution_full_marks,
+    test_visible_checks_name_the_mistake)
 
 ID = "05_realnvp"
 pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 05 is not in this course")
@@ -27,6 +25,7 @@ SOURCE = notebook("source", ID) if ID in ASSIGNMENT_IDS else None
 TASKS = ("half_mask", "alternating_mask", "checkerboard_mask", "channel_mask", "coupling_forward", "coupling_inverse")
 POINTS = {"half_mask": 1.0, "alternating_mask": 1.0, "checkerboard_mask": 1.0, "channel_mask": 1.0,
           "coupling_forward": 3.0, "coupling_inverse": 3.0}
+VISIBLE_MESSAGES_SAY = ("expected", "got")  # each visible failure shows both values
 
 
 def _coupling(body: str, name: str = "coupling_forward", arg: str = "x") -> str:
@@ -75,51 +74,13 @@ UNMASKED_INPUT = ("coupling_forward", "def coupling_forward(x, mask, conditioner
                   "    return x * torch.exp(s) + t * (1 - mask), s.reshape(len(x), -1).sum(1)\n")
 
 
-@pytest.fixture
-def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    exec(cell_by_id(SOURCE, "setup").source, ns)
-    return ns
-
-
-def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
-
-
-@pytest.mark.parametrize("hint", list(WRONG))
-def test_visible_checks_name_the_mistake(namespace, hint):
-    name, wrong = WRONG[hint]
-    exec(wrong, namespace)
-    with pytest.raises(AssertionError) as failure:
-        exec(_test_cell(name, hidden=False), namespace)
-    message = str(failure.value)
-    assert hint in message, message
-    assert "expected" in message and "got" in message
-
-
 def test_hidden_checks_catch_what_the_visible_ones_miss(namespace):
-    name, wrong = UNMASKED_INPUT
-    exec(wrong, namespace)
-    exec(_test_cell(name, hidden=False), namespace)
-    with pytest.raises(AssertionError, match="z of coupling_forward vs the reference AffineCoupling"):
-        exec(_test_cell(name, hidden=True), namespace)
+    assert_only_the_hidden_checks_fail(namespace, SOURCE, *UNMASKED_INPUT,
+                                       "z of coupling_forward vs the reference AffineCoupling")
 
 
 def test_the_identity_flow_fails_the_hidden_checks_too(namespace):
-    # Hidden checks alone (visible part skipped): the reference comparison catches it.
-    exec(IDENTITY_FLOW, namespace)
-    hidden = cell_by_id(SOURCE, "test_coupling_forward").source.split("### BEGIN HIDDEN TESTS")[1]
-    with pytest.raises(AssertionError, match="vs the reference"):
-        exec(hidden, namespace)
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
-    exec(cell_by_id(SOURCE, name).source, namespace)
-    exec(_test_cell(name, hidden=True), namespace)
+    assert_the_hidden_checks_alone_fail(namespace, SOURCE, "coupling_forward", IDENTITY_FLOW, "vs the reference")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,46 +108,16 @@ MIXED = {
 FORBIDDEN_FIRST = {"half_mask": "from dgm_course.flows import half_mask\n"}
 
 
-def _with(nb: dict, answers: dict[str, str]) -> dict:
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 @pytest.fixture(scope="module")
 def verified():
-    path = f"{ID}/{ID}.ipynb"
-    source = json.loads((ROOT / "source_notebooks" / path).read_text())
-    release = json.loads((ROOT / "assignments" / path).read_text())
-    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
-                   "forbidden_first": _with(source, FORBIDDEN_FIRST)}
-    seed = grading_seed("dgm-course", ID, "student-1")
-    # One after the other: the verifier parses student code, and on CPython 3.11.7 ast.parse in two
-    # threads at once failed here with "AST constructor recursion depth mismatch" (see CPython gh-106905).
-    return {name: {v.task_id: v for v in verify_submission(ID, nb, source, seed=seed)}
-            for name, nb in submissions.items()}
-
-
-def test_the_verifier_gives_the_solution_full_marks(verified):
-    verdicts = verified["solution"]
-    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
-    assert all(v.reason == "all checks passed" for v in verdicts.values())
-
-
-def test_the_verifier_gives_the_blank_release_zero(verified):
-    verdicts = verified["release"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+    return verify_submissions(ID, {"mixed": MIXED}, on_source={"forbidden_first": FORBIDDEN_FIRST})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
-    assert {t: v.points for t, v in verdicts.items()} == {
+    assert scores(verdicts) == {
         "half_mask": 1.0, "alternating_mask": 0.5, "checkerboard_mask": 0.0, "channel_mask": 0.0,
-        "coupling_forward": 0.0, "coupling_inverse": 1.5}, {t: v.reason for t, v in verdicts.items()}
+        "coupling_forward": 0.0, "coupling_inverse": 1.5}, reasons(verdicts)
     assert verdicts["alternating_mask"].passed == ["alternating_mask(..., parity=0) at sizes drawn for grading"]
     assert "not available while grading" in verdicts["channel_mask"].reason
     # the identity with log-det 0 fails the reference and the grader's autograd log-det, at both shapes
@@ -196,6 +127,5 @@ def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
 
 def test_a_reference_imported_for_the_first_task_costs_only_its_points(verified):
     verdicts = verified["forbidden_first"]
-    assert {t: v.points for t, v in verdicts.items()} == {**POINTS, "half_mask": 0.0}, {
-        t: v.reason for t, v in verdicts.items()}
+    assert scores(verdicts) == {**POINTS, "half_mask": 0.0}, reasons(verdicts)
     assert "uses the library's reference dgm_course.flows.coupling.half_mask" in verdicts["half_mask"].reason

@@ -1,27 +1,22 @@
-"""Notebook 07 (posterior collapse): its test cells and its verification spec against wrong answers.
+"""Notebook 07 (posterior collapse): its test cells and its verification spec against wrong answers
+(the tests every notebook gets come from ``_verify``).
 
-1. In this process (no kernel): the set-up cell, then a wrong task function, then the task's test
-   cell from the source. The visible checks must name the mistake; the hidden ones must catch what
-   the visible ones let through; the solution passes both.
-2. The out-of-kernel verifier with ``specs/07_posterior_collapse.py``: the solution earns full
-   marks, the blank release 0, and a submission mixing wrong answers, a reference in disguise and
-   correct work written differently earns exactly the points of its correct parts.
+In this process, answers right on the visible examples fail the hidden checks, and an all-open mask
+fails the autograd check. The verifier with ``specs/07_posterior_collapse.py`` gives a submission
+mixing wrong answers, a reference in disguise and correct work written differently exactly the points
+of its correct parts.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import re
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-import torch
 
-import dgm_course.course.kernel
-from dgm_course.course.verify import grading_seed, verify_submission
-
-from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, notebook, task_test_code
+from ._verify import reasons, scores, solution_answers, verify_submissions
+from ._verify import (  # noqa: F401 - the tests every notebook gets, collected here with this module's data
+    namespace, pytest_generate_tests, test_hidden_checks_catch_what_the_visible_ones_miss,
+    test_the_solution_passes_visible_and_hidden_checks, test_the_verifier_gives_the_blank_release_zero,
+    test_the_verifier_gives_the_solution_full_marks, test_visible_checks_name_the_mistake)
 
 ID = "07_posterior_collapse"
 pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 07 is not in this course")
@@ -83,52 +78,14 @@ PASS_VISIBLE = {
 }
 
 
-@pytest.fixture
-def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    exec(cell_by_id(SOURCE, "setup").source, ns)
-    return ns
-
-
-def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
-
-
-@pytest.mark.parametrize("hint", list(WRONG))
-def test_visible_checks_name_the_mistake(namespace, hint):
-    name, wrong = WRONG[hint]
-    exec(wrong, namespace)
-    with pytest.raises(AssertionError) as failure:
-        exec(_test_cell(name, hidden=False), namespace)
-    assert hint in str(failure.value), str(failure.value)
-
-
-@pytest.mark.parametrize("name", list(PASS_VISIBLE))
-def test_hidden_checks_catch_what_the_visible_ones_miss(namespace, name):
-    wrong, message = PASS_VISIBLE[name]
-    exec(wrong, namespace)
-    exec(_test_cell(name, hidden=False), namespace)
-    with pytest.raises((AssertionError, RuntimeError), match=re.escape(message)):
-        exec(_test_cell(name, hidden=True), namespace)
-
-
 def test_an_all_open_mask_fails_the_autograd_check(namespace):
     # Hidden checks alone (the reference comparison skipped): a decoder reading every pixel is not causal.
     exec("def causal_mask(kernel_size, mask_type):\n    return torch.ones(kernel_size, kernel_size)\n", namespace)
-    hidden = _test_cell("causal_mask", hidden=True).split("# Autograd:")[1].split("\n", 1)[1]
+    hidden = task_test_code(SOURCE, "causal_mask", hidden=True).split("# Autograd:")[1].split("\n", 1)[1]
     exec("from dgm_course.jacobian import assert_close, batch_jacobian\n"
          "from dgm_course.vae import receptive_field as _reference_field\n", namespace)
     with pytest.raises(AssertionError, match="which inputs each output reads"):
         exec(hidden, namespace)
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
-    exec(cell_by_id(SOURCE, name).source, namespace)
-    exec(_test_cell(name, hidden=True), namespace)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,47 +109,17 @@ MIXED = {
 }
 
 
-def _with(nb: dict, answers: dict[str, str]) -> dict:
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 @pytest.fixture(scope="module")
 def verified():
-    path = f"{ID}/{ID}.ipynb"
-    source = json.loads((ROOT / "source_notebooks" / path).read_text())
-    release = json.loads((ROOT / "assignments" / path).read_text())
-    solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
-    importing = {**solution, "active_units": "from dgm_course.vae import active_units\n"}
-    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
-                   "importing the reference": _with(release, importing)}
-    seed = grading_seed("dgm-course", ID, "student-1")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(verify_submission, ID, nb, source, seed=seed) for name, nb in submissions.items()}
-        return {name: {v.task_id: v for v in f.result()} for name, f in futures.items()}
-
-
-def test_the_verifier_gives_the_solution_full_marks(verified):
-    verdicts = verified["solution"]
-    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
-    assert all(v.reason == "all checks passed" for v in verdicts.values())
-
-
-def test_the_verifier_gives_the_blank_release_zero(verified):
-    verdicts = verified["release"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+    importing = {**solution_answers(SOURCE, TASKS), "active_units": "from dgm_course.vae import active_units\n"}
+    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
-    assert {t: v.points for t, v in verdicts.items()} == {
+    assert scores(verdicts) == {
         "causal_mask": 0.0, "active_units": 2.0, "annealed_loss": 0.5, "free_bits_loss": 0.0,
-    }, {t: v.reason for t, v in verdicts.items()}
+    }, reasons(verdicts)
     # a transposed mask fails the reference masks and the grader's receptive field alike
     assert len(verdicts["causal_mask"].failed) == 3 and verdicts["causal_mask"].passed == []
     assert verdicts["annealed_loss"].passed == ["d loss / d rec = -1 / B (autograd)"], verdicts["annealed_loss"].passed
@@ -201,5 +128,5 @@ def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
 
 def test_a_reference_imported_costs_its_task(verified):
     verdicts = verified["importing the reference"]
-    assert {t: v.points for t, v in verdicts.items()} == {**POINTS, "active_units": 0.0}
+    assert scores(verdicts) == {**POINTS, "active_units": 0.0}, reasons(verdicts)
     assert "uses the library's reference dgm_course.vae.active_units" in verdicts["active_units"].reason

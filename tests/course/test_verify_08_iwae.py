@@ -1,34 +1,29 @@
-"""Notebook 08 (the IWAE bound): its test cells and its verification spec against wrong answers.
+"""Notebook 08 (the IWAE bound): its test cells and its verification spec against wrong answers
+(the tests every notebook gets come from ``_verify``; the test cells rely on the set-up cell and the
+linear-Gaussian model).
 
-1. In this process (no kernel): the cells a task's tests need (set-up, the linear-Gaussian model),
-   then a wrong task function, then the task's test cell from the source. The visible checks must
-   name the mistake; the hidden ones must catch what the visible ones let through; the solution
-   passes both.
-2. The out-of-kernel verifier with ``specs/08_iwae.py``: the solution earns full marks, the blank
-   release 0, and a submission mixing a wrong answer and correct work written differently earns
-   exactly the points of its correct parts; a reference imported anywhere earns nothing.
+In this process, answers right on the visible examples fail the hidden checks. The verifier with
+``specs/08_iwae.py`` gives a submission mixing a wrong answer and correct work written differently
+exactly the points of its correct parts; a reference imported anywhere earns nothing.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import re
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-import torch
 
-import dgm_course.course.kernel
-from dgm_course.course.verify import grading_seed, verify_submission
-
-from ._course import ASSIGNMENT_IDS, ROOT, cell_by_id, notebook
+from ._course import ASSIGNMENT_IDS, notebook, task_test_code
+from ._verify import assert_every_task_scores_zero, reasons, scores, solution_answers, verify_submissions
+from ._verify import (  # noqa: F401 - the tests every notebook gets, collected here with this module's data
+    namespace, pytest_generate_tests, test_hidden_checks_catch_what_the_visible_ones_miss,
+    test_the_solution_passes_visible_and_hidden_checks, test_the_verifier_gives_the_blank_release_zero,
+    test_the_verifier_gives_the_solution_full_marks, test_visible_checks_name_the_mistake)
 
 ID = "08_iwae"
 pytestmark = pytest.mark.skipif(ID not in ASSIGNMENT_IDS, reason="notebook 08 is not in this course")
 SOURCE = notebook("source", ID) if ID in ASSIGNMENT_IDS else None
 TASKS = ("iwae_bound", "estimate_log_likelihood")
 POINTS = {"iwae_bound": 5.0, "estimate_log_likelihood": 5.0}
+SETUP_CELLS = ("setup", "linear-gaussian-model")  # what the test cells rely on
 
 
 def _bound(z="mu + torch.exp(0.5 * log_var) * eps", log_q="-0.5 * (eps**2 + log_var + math.log(2 * math.pi)).sum(-1)",
@@ -79,51 +74,12 @@ PASS_VISIBLE = {
 }
 
 
-@pytest.fixture
-def namespace(monkeypatch):
-    # The real set-up would send this process's stderr to stdout: seeds are all the tests need.
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
-    ns: dict = {}
-    for grade_id in ("setup", "linear-gaussian-model"):
-        exec(cell_by_id(SOURCE, grade_id).source, ns)
-    return ns
-
-
-def _test_cell(name: str, hidden: bool) -> str:
-    source = cell_by_id(SOURCE, f"test_{name}").source
-    return source if hidden else source.split("### BEGIN HIDDEN TESTS")[0]
-
-
-@pytest.mark.parametrize("hint", list(WRONG))
-def test_visible_checks_name_the_mistake(namespace, hint):
-    name, wrong = WRONG[hint]
-    exec(wrong, namespace)
-    with pytest.raises(AssertionError) as failure:
-        exec(_test_cell(name, hidden=False), namespace)
-    assert hint in str(failure.value), str(failure.value)
-
-
-@pytest.mark.parametrize("name", list(PASS_VISIBLE))
-def test_hidden_checks_catch_what_the_visible_ones_miss(namespace, name):
-    wrong, message = PASS_VISIBLE[name]
-    exec(wrong, namespace)
-    exec(_test_cell(name, hidden=False), namespace)
-    with pytest.raises((AssertionError, RuntimeError), match=re.escape(message)):
-        exec(_test_cell(name, hidden=True), namespace)
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_the_solution_passes_visible_and_hidden_checks(namespace, name):
-    exec(cell_by_id(SOURCE, name).source, namespace)
-    exec(_test_cell(name, hidden=True), namespace)
-
-
 def test_the_written_out_variants_are_right(namespace):
     # the helpers above, unchanged, are correct answers: the mistakes are exactly the changes
     exec(_bound(), namespace)
-    exec(_test_cell("iwae_bound", hidden=True), namespace)
+    exec(task_test_code(SOURCE, "iwae_bound", hidden=True), namespace)
     exec("@torch.no_grad()\n" + _estimate(), namespace)
-    exec(_test_cell("estimate_log_likelihood", hidden=True), namespace)
+    exec(task_test_code(SOURCE, "estimate_log_likelihood", hidden=True), namespace)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,54 +93,22 @@ MIXED = {
 }
 
 
-def _with(nb: dict, answers: dict[str, str]) -> dict:
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell["source"] = answers[grade_id]
-    return nb
-
-
 @pytest.fixture(scope="module")
 def verified():
-    path = f"{ID}/{ID}.ipynb"
-    source = json.loads((ROOT / "source_notebooks" / path).read_text())
-    release = json.loads((ROOT / "assignments" / path).read_text())
-    solution = {grade_id: cell_by_id(SOURCE, grade_id).source for grade_id in TASKS}
+    solution = solution_answers(SOURCE, TASKS)
     importing = {**solution, "estimate_log_likelihood": "from dgm_course.objectives import log_likelihood\n\n"
                                                         + solution["estimate_log_likelihood"]}
-    submissions = {"solution": source, "release": release, "mixed": _with(release, MIXED),
-                   "importing the reference": _with(release, importing)}
-    seed = grading_seed("dgm-course", ID, "student-1")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(verify_submission, ID, nb, source, seed=seed) for name, nb in submissions.items()}
-        return {name: {v.task_id: v for v in f.result()} for name, f in futures.items()}
-
-
-def test_the_verifier_gives_the_solution_full_marks(verified):
-    verdicts = verified["solution"]
-    assert {t: v.points for t, v in verdicts.items()} == POINTS, {t: v.reason for t, v in verdicts.items()}
-    assert all(v.reason == "all checks passed" for v in verdicts.values())
-
-
-def test_the_verifier_gives_the_blank_release_zero(verified):
-    verdicts = verified["release"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("NotImplementedError" in v.reason for v in verdicts.values())
+    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
     verdicts = verified["mixed"]
-    assert {t: v.points for t, v in verdicts.items()} == {"iwae_bound": 1.0, "estimate_log_likelihood": 4.0}, (
-        {t: v.reason for t, v in verdicts.items()})
+    assert scores(verdicts) == {"iwae_bound": 1.0, "estimate_log_likelihood": 4.0}, reasons(verdicts)
     assert verdicts["iwae_bound"].passed == ["its gradient with respect to every weight vs autograd of the reference"]
     (failed,) = verdicts["estimate_log_likelihood"].failed
     assert failed.startswith("no decoder call evaluates more than chunk_size * B pairs"), failed
 
 
 def test_a_reference_imported_anywhere_costs_every_task(verified):
-    verdicts = verified["importing the reference"]
-    assert {t: v.points for t, v in verdicts.items()} == dict.fromkeys(TASKS, 0.0)
-    assert all("uses the library's reference dgm_course.objectives.log_likelihood" in v.reason
-               for v in verdicts.values())
+    assert_every_task_scores_zero(verified["importing the reference"], TASKS,
+                                  "uses the library's reference dgm_course.objectives.log_likelihood")
