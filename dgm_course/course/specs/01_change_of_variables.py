@@ -163,7 +163,5 @@ SPEC = AssignmentSpec(
     setup_ids=("setup",),
     hidden=("dgm_course.jacobian.batch_jacobian", "dgm_course.jacobian.jacobian_log_det",
             "dgm_course.flows.FlowModel"),
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

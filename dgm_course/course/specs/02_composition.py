@@ -148,7 +148,5 @@ SPEC = AssignmentSpec(
     # Only the imports: the locked demo cells train a flow for seconds.
     setup_ids=("setup",),
     hidden=HIDDEN,
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

@@ -163,7 +163,5 @@ SPEC = AssignmentSpec(
     # Only the imports: the locked demo cells train three flows for seconds.
     setup_ids=("setup",),
     hidden=REFERENCES,
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

@@ -212,7 +212,5 @@ SPEC = AssignmentSpec(
     # Only the imports: the locked cells plot and run 24 reverse-KL fits.
     setup_ids=("setup",),
     hidden=REFERENCES,
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

@@ -28,6 +28,7 @@ from dgm_course.jacobian import jacobian_log_det
 
 TOL = 1e-8
 MASKS = ("half_mask", "alternating_mask", "checkerboard_mask", "channel_mask")
+COUPLING_TASKS = ("coupling_forward", "coupling_inverse")
 LIBRARY_MASKS = tuple(f"dgm_course.flows.coupling.{name}" for name in MASKS)
 LIBRARY_COUPLING = ("dgm_course.flows.coupling.AffineCoupling", "dgm_course.flows.coupling.realnvp",
                     "dgm_course.flows.glow")
@@ -140,18 +141,30 @@ def _references(inputs: dict) -> tuple[AffineCoupling, AffineCoupling]:
     return vector, image
 
 
-def probe_coupling_forward(ns, inputs):
+def _draw_coupling(task: str):
+    """The inputs of ``draw_coupling`` and which task the probe calls (the same inputs for both tasks)."""
+
+    def draw(rng: np.random.Generator) -> dict:
+        return {**draw_coupling(rng), "task": np.asarray(COUPLING_TASKS.index(task))}
+
+    draw.__name__ = f"draw_{task}"
+    return draw
+
+
+def probe_coupling(ns, inputs):
+    """The one probe of both coupling tasks (only its source reaches the worker): vectors, then images."""
     import torch
     import torch.nn.functional as F
 
+    task, out = (("coupling_forward", "z"), ("coupling_inverse", "x"))[int(inputs["task"])]
     W1, b1, W2, b2, K, kb = (torch.from_numpy(inputs[k]) for k in ("W1", "b1", "W2", "b2", "K", "kb"))
     a = float(inputs["a"])
-    f = ns["coupling_forward"]
-    z, log_det = f(torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["mask"]),
+    f = ns[task]
+    y, log_det = f(torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["mask"]),
                    lambda v: torch.tanh(v @ W1.T + b1) @ W2.T + b2, a)
-    z_img, log_det_img = f(torch.from_numpy(inputs["x_img"]), torch.from_numpy(inputs["mask_img"]),
+    y_img, log_det_img = f(torch.from_numpy(inputs["x_img"]), torch.from_numpy(inputs["mask_img"]),
                            lambda v: F.conv2d(v, K, kb, padding=1), a)
-    return {"z": z, "log_det": log_det, "z_img": z_img, "log_det_img": log_det_img}
+    return {out: y, "log_det": log_det, f"{out}_img": y_img, "log_det_img": log_det_img}
 
 
 def expect_coupling_forward(inputs: dict) -> dict:
@@ -161,20 +174,6 @@ def expect_coupling_forward(inputs: dict) -> dict:
         z, z_img = vector(x)[0], image(x_img)[0]
     return {"z": z, "log_det": jacobian_log_det(lambda v: vector(v)[0], x),
             "z_img": z_img, "log_det_img": jacobian_log_det(lambda v: image(v)[0], x_img)}
-
-
-def probe_coupling_inverse(ns, inputs):
-    import torch
-    import torch.nn.functional as F
-
-    W1, b1, W2, b2, K, kb = (torch.from_numpy(inputs[k]) for k in ("W1", "b1", "W2", "b2", "K", "kb"))
-    a = float(inputs["a"])
-    g = ns["coupling_inverse"]
-    x, log_det = g(torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["mask"]),
-                   lambda v: torch.tanh(v @ W1.T + b1) @ W2.T + b2, a)
-    x_img, log_det_img = g(torch.from_numpy(inputs["x_img"]), torch.from_numpy(inputs["mask_img"]),
-                           lambda v: F.conv2d(v, K, kb, padding=1), a)
-    return {"x": x, "log_det": log_det, "x_img": x_img, "log_det_img": log_det_img}
 
 
 def expect_coupling_inverse(inputs: dict) -> dict:
@@ -205,18 +204,14 @@ SPEC = AssignmentSpec(
         _mask_task("alternating_mask", draw_vector_mask, probe_alternating_mask, expect_alternating_mask),
         _mask_task("checkerboard_mask", draw_image_mask, probe_checkerboard_mask, expect_checkerboard_mask),
         _mask_task("channel_mask", draw_image_mask, probe_channel_mask, expect_channel_mask),
-        Task("coupling_forward", ("coupling_forward",), ("test_coupling_forward",), draw_coupling,
-             probe_coupling_forward, expect_coupling_forward, _coupling_checks("z", "forward"),
-             forbidden=LIBRARY_COUPLING),
-        Task("coupling_inverse", ("coupling_inverse",), ("test_coupling_inverse",), draw_coupling,
-             probe_coupling_inverse, expect_coupling_inverse, _coupling_checks("x", "inverse"),
-             forbidden=LIBRARY_COUPLING),
+        Task("coupling_forward", ("coupling_forward",), ("test_coupling_forward",), _draw_coupling("coupling_forward"),
+             probe_coupling, expect_coupling_forward, _coupling_checks("z", "forward"), forbidden=LIBRARY_COUPLING),
+        Task("coupling_inverse", ("coupling_inverse",), ("test_coupling_inverse",), _draw_coupling("coupling_inverse"),
+             probe_coupling, expect_coupling_inverse, _coupling_checks("x", "inverse"), forbidden=LIBRARY_COUPLING),
     ),
     # Only the imports: the locked demo cells train two models and plot.
     setup_ids=("setup",),
     # Glow builds on AffineCoupling and channel_mask, so it goes with them.
     hidden=(*LIBRARY_MASKS, *LIBRARY_COUPLING),
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

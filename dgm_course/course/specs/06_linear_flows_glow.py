@@ -238,7 +238,5 @@ SPEC = AssignmentSpec(
     # Only the imports: the locked cells time slogdet, plot and train flows for 15 seconds.
     setup_ids=("setup",),
     hidden=REFERENCES,
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

@@ -216,7 +216,5 @@ SPEC = AssignmentSpec(
     hidden=("dgm_course.vae.causal_mask", "dgm_course.vae.receptive_field", "dgm_course.vae.active_units",
             "dgm_course.objectives.kl_annealing", "dgm_course.objectives.free_bits_kl",
             "dgm_course.objectives.vae_loss"),
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

@@ -198,7 +198,5 @@ SPEC = AssignmentSpec(
     # Only the imports: the locked cells after it run Monte Carlo and train three VAEs.
     setup_ids=("setup",),
     hidden=REFERENCES,
-    setup_seconds=60,
-    cell_seconds=10,
     wall_seconds=180,
 )

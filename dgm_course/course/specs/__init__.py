@@ -16,6 +16,10 @@ assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
   the spec's ``hidden``: library modules or objects removed from the worker's copy of the library
   (keep what the trusted set-up cells import).
 
+The course's specs run only the set-up cell (the locked cells after it plot and train), give the
+whole submission ``wall_seconds=180`` and keep :class:`~dgm_course.course.verify.AssignmentSpec`'s
+per-step limits (60 s for the set-up, 10 s per student cell).
+
 Probes run beside student code and may be fooled; that is harmless, because only the numbers they
 return are graded, and only against values the grader computed itself.
 """
