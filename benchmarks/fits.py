@@ -27,11 +27,12 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from dgm_course.targets import get_density, get_energy, kl_to_truth, reverse_kl_to_truth
+from dgm_course.targets import Energy, KnownDensity, get_density, get_energy, kl_to_truth, reverse_kl_to_truth
 
 from .peers import LIBRARIES, NoSuchLayer, Unavailable, planar_model, realnvp_model
 
-__all__ = ["Budget", "FULL", "QUICK", "FitResult", "round_robin", "forward_kl", "reverse_kl"]
+__all__ = ["Budget", "FULL", "QUICK", "FitResult", "round_robin", "density_data", "nll_loss", "reverse_kl_loss",
+           "forward_kl", "reverse_kl"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,34 @@ def _time_columns(results: dict[str, FitResult], times: dict[str, list[float]], 
         result.ratio = result.step_ms / ours
 
 
+def density_data(name: str, b: Budget) -> tuple[KnownDensity, Tensor, Tensor]:
+    """The density ``name``, ``b.n_train`` training samples (seed ``b.seed``) and ``b.n_eval`` test samples."""
+    target = get_density(name)
+    train = target.sample(b.n_train, torch.Generator().manual_seed(b.seed), torch.float32)
+    test = target.sample(b.n_eval, torch.Generator().manual_seed(b.seed + 1), torch.float32)
+    return target, train, test
+
+
+def nll_loss(train: Tensor, batch_size: int) -> LossFn:
+    """``fit_forward_kl``'s loss: the NLL of a minibatch of ``train`` drawn from the model's generator."""
+
+    def nll(model: nn.Module, generator: torch.Generator) -> Tensor:
+        idx = torch.randint(0, train.shape[0], (batch_size,), generator=generator)
+        return -model.log_prob(train[idx]).mean()
+
+    return nll
+
+
+def reverse_kl_loss(energy: Energy, batch_size: int) -> LossFn:
+    """``fit_reverse_kl``'s loss: E_q[log q - log pi~] on base samples drawn from the model's generator."""
+
+    def loss(model: nn.Module, generator: torch.Generator) -> Tensor:
+        x, log_q = model.sample_with_log_prob(batch_size, generator)
+        return (log_q - energy.log_unnormalized(x)).mean()
+
+    return loss
+
+
 def _realnvp_name(b: Budget) -> str:
     return f"RealNVP {b.realnvp_layers}x MLP(2x{b.hidden})"
 
@@ -159,20 +188,13 @@ def _realnvp_maker(b: Budget) -> Callable[[str], nn.Module]:
 
 def forward_kl(name: str, budget: Budget, log: Callable[[str], None] = print) -> list[FitResult]:
     """RealNVPs of every library fitted to the known density ``name``; KL(pi || p) in nats."""
-    target = get_density(name)
     b = budget
-    train = target.sample(b.n_train, torch.Generator().manual_seed(b.seed), torch.float32)
-    test = target.sample(b.n_eval, torch.Generator().manual_seed(b.seed + 1), torch.float32)
+    target, train, test = density_data(name, b)
     arch = _realnvp_name(b)
     results = {lib: FitResult("forward KL", name, lib, arch) for lib in LIBRARIES}
     models = _build(_realnvp_maker(b), results)
-
-    def nll(model: nn.Module, generator: torch.Generator) -> Tensor:  # fit_forward_kl's loss
-        idx = torch.randint(0, train.shape[0], (b.batch_size,), generator=generator)
-        return -model.log_prob(train[idx]).mean()
-
     log(f"forward KL on {name}: {', '.join(models)} round robin, {b.forward_steps} steps")
-    times, stopped = round_robin(models, nll, b.forward_steps, b.realnvp_lr, b.seed)
+    times, stopped = round_robin(models, nll_loss(train, b.batch_size), b.forward_steps, b.realnvp_lr, b.seed)
     _time_columns(results, times, stopped)
     _measure(results, models, stopped, lambda model: kl_to_truth(model.log_prob, target, test))
     return list(results.values())
@@ -198,12 +220,8 @@ def reverse_kl(name: str, budget: Budget, architecture: str = "planar",
     results = {lib: FitResult("reverse KL", name, lib, arch) for lib in LIBRARIES}
     models = _build(make, results)
 
-    def loss(model: nn.Module, generator: torch.Generator) -> Tensor:  # fit_reverse_kl's loss
-        x, log_q = model.sample_with_log_prob(b.batch_size, generator)
-        return (log_q - energy.log_unnormalized(x)).mean()
-
     log(f"reverse KL on {name}, {arch}: {', '.join(models)} round robin, {b.reverse_steps} steps")
-    times, stopped = round_robin(models, loss, b.reverse_steps, lr, b.seed)
+    times, stopped = round_robin(models, reverse_kl_loss(energy, b.batch_size), b.reverse_steps, lr, b.seed)
     _time_columns(results, times, stopped)
     _measure(results, models, stopped, lambda model: reverse_kl_to_truth(model, energy, b.n_eval, b.seed + 1))
     return list(results.values())

@@ -7,7 +7,11 @@ reduced (a few dozen steps, m up to 128, one seed, the first notebook): it check
 runs, and its numbers mean nothing.
 
 torch runs single-threaded here (``torch.set_num_threads(1)``), so every library gets the same
-one thread and two benchmarks do not fight over cores; notebooks set their own threads.
+one thread. The fits are independent (one target each): they run in ``--workers`` processes
+(default 2), one fit per process on one thread, the libraries still taking turns step by step
+inside each fit, so a peer's time ratio is measured under the same load as ours. The cost and
+course sections run after the fits, alone and serial (their wall times are the figures); notebooks
+set their own threads.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import cost, course, fits, report
+from .parallel import default_workers, run_jobs
 from .peers import LIBRARIES, PEERS, Unavailable, version
 
 __all__ = ["SECTIONS", "main", "behind"]
@@ -61,17 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a reduced run (under 2 minutes) that checks it works")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="processes for the fits, one fit each on one torch thread (default: 2, or the cores)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out",
                         help="folder for benchmarks.md, results.json and the plots (default: benchmarks/out)")
     return parser
 
 
-def _fits(quick: bool, out: Path, versions: dict[str, str], raw: dict) -> str:
+def _fits(quick: bool, workers: int, out: Path, versions: dict[str, str], raw: dict) -> str:
     from dgm_course.targets import DENSITIES, ENERGIES
 
     b = fits.QUICK if quick else fits.FULL
-    results = [r for name in DENSITIES for r in fits.forward_kl(name, b, _log)]
-    results += [r for arch in ("planar", "realnvp") for name in ENERGIES for r in fits.reverse_kl(name, b, arch, _log)]
+    jobs = [(fits.forward_kl, (name, b, _log)) for name in DENSITIES]
+    jobs += [(fits.reverse_kl, (name, b, arch, _log)) for arch in ("planar", "realnvp") for name in ENERGIES]
+    _log(f"fits: {len(jobs)} fits (one target each) on {workers} worker process(es), one torch thread each")
+    results = [r for rows in run_jobs(jobs, workers) for r in rows]
     report.plot_fits(results, out / "fits.png")
     raw["fits"] = {"budget": asdict(b), "results": [asdict(r) for r in results]}
     lagging = behind(results)
@@ -79,8 +88,8 @@ def _fits(quick: bool, out: Path, versions: dict[str, str], raw: dict) -> str:
             f"Every library: the same architecture, data, seeds, Adam (lr {b.realnvp_lr:g} for RealNVP, "
             f"{b.planar_lr:g} for planar), batch {b.batch_size} and step budget ({b.forward_steps} forward-KL, "
             f"{b.reverse_steps} reverse-KL steps). KL in nats ± standard error on {b.n_eval} points. Time per step: "
-            f"the median over the run, the libraries taking turns step by step in one process on one thread; "
-            f"a peer's as a ratio to ours.\n\n"
+            f"the median over the run, the libraries taking turns step by step in one process on one thread "
+            f"(one fit per process, {workers} at a time); a peer's as a ratio to ours.\n\n"
             + report.fits_table(results, versions)
             + "\n\n**Behind a peer in this run:** " + ("; ".join(lagging) + "." if lagging else "nowhere.")
             + "\n\n![fits](fits.png)")
@@ -120,10 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     start, cpu_start, load_before = time.perf_counter(), _cpu_seconds(), report.load_average()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     versions = _versions()
-    raw: dict = {"date": date, "machine": report.machine(), "quick": args.quick, "versions": versions}
+    raw: dict = {"date": date, "machine": report.machine(), "quick": args.quick, "workers": args.workers,
+                 "versions": versions}
     parts = []
     if "fits" in args.only:
-        parts.append(_fits(args.quick, args.out, versions, raw))
+        parts.append(_fits(args.quick, args.workers, args.out, versions, raw))
     if "cost" in args.only:
         parts.append(_cost(args.quick, args.out, raw))
     if "course" in args.only:
@@ -133,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     missing = [p for p in PEERS if versions[p].startswith("(")]
     header = (f"## Benchmarks{' (--quick: checks that it runs; the numbers mean nothing)' if args.quick else ''}\n\n"
-              f"{date} on {raw['machine']}; torch threads: 1. `{command}` took {elapsed:.0f} s, "
+              f"{date} on {raw['machine']}; torch threads: 1 per process, the fits in {args.workers} processes. "
+              f"`{command}` took {elapsed:.0f} s, "
               f"{cpu:.0f} s of CPU time (this process and its children; far below the wall time on a busy machine); "
               f"load average {load_before} at the start, {report.load_average()} at the end."
               + (f" Not installed: {', '.join(missing)}." if missing else ""))
