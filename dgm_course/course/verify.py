@@ -58,6 +58,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -344,10 +345,21 @@ def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
 # Static check: does student code use a forbidden (reference) name?
 
 
+# CPython 3.11 keeps ast's recursion depth per interpreter, not per thread: two threads building
+# ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
+# ``grade(..., workers=N)`` verifies students in threads, so every parse here takes this lock.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    with _AST_LOCK:
+        return ast.parse(source)
+
+
 def _used_names(code: str) -> list[tuple[str, int]]:
     """Dotted names (``dgm_course.flows.Planar``) that the code imports or reaches, with lines."""
     try:
-        tree = ast.parse(_strip_magics(code))
+        tree = _parse(_strip_magics(code))
     except SyntaxError:
         return []  # it cannot run either
     alias: dict[str, str] = {}
@@ -593,7 +605,7 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
     if names is None:
         body, names = '"""Not available while grading: the task asks you to write it yourself."""\n__all__ = []\n', None
     else:
-        tree = ast.parse(source)
+        tree = _parse(source)
         kept = []
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
