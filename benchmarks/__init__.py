@@ -9,5 +9,8 @@ Modules: :mod:`~benchmarks.peers` (the same architectures in each library),
 :mod:`~benchmarks.fits` (KL to the truth and time per step, round robin),
 :mod:`~benchmarks.cost` (linear flows' cost growth, the Jacobian check),
 :mod:`~benchmarks.course` (notebook execution and autograding times), :mod:`~benchmarks.report`
-(table and plots), :mod:`~benchmarks.run` (the entry point).
+(table and plots), :mod:`~benchmarks.parallel` (independent fits in worker processes),
+:mod:`~benchmarks.run` (the entry point). :mod:`~benchmarks.ablation` (``python -m
+benchmarks.ablation``) explains the rows where a peer is ahead: several training seeds, one
+difference at a time; its findings are in ``benchmarks/ABLATION.md``.
 """

@@ -92,6 +92,10 @@ def _fits(quick: bool, workers: int, out: Path, versions: dict[str, str], raw: d
             f"(one fit per process, {workers} at a time); a peer's as a ratio to ours.\n\n"
             + report.fits_table(results, versions)
             + "\n\n**Behind a peer in this run:** " + ("; ".join(lagging) + "." if lagging else "nowhere.")
+            + (" Each KL here comes from one training seed, and its ± is evaluation noise only: "
+               "benchmarks/ABLATION.md trains the RealNVP rows where a peer was ahead over several training "
+               "seeds, changing one difference between ours and the peer at a time, and says what the gaps "
+               "are made of." if lagging else "")
             + "\n\n![fits](fits.png)")
 
 
