@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("in sync: every release and solution equals a fresh build")
         elif args.command == "grade":
-            from .grade import grade
+            from .grade import ERROR, grade
 
             out = args.out or course.root / "course_build" / "grading" / args.id
             rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers)
             print(format_table(rows, [c for c in rows[0] if c not in ("feedback", "flags", "details")]))
-            if any(row["status"] == "error" for row in rows):
+            if any(row["status"] == ERROR for row in rows):
                 return 1
         elif args.command == "demo":
             from .demo import demo
