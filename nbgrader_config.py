@@ -19,3 +19,6 @@ c.OverwriteCells.add_missing_cells = True
 # Output limits of autograded notebooks and feedback: a print loop cannot bloat them.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
+# Kernels that nbgrader starts (solutions, autograding, Validate) talk to it over CurveZMQ-encrypted
+# sockets: ipykernel warns "running over TCP without encryption" otherwise, in every log.
+c.KernelManager.transport_encryption = "auto"

@@ -12,10 +12,14 @@ Everything that runs nbgrader goes through :func:`nbgrader_api` inside :func:`ex
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
+import functools
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,11 +133,24 @@ def execution_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
+@functools.cache
+def _unused_exchange() -> str:
+    """An empty, writable exchange folder for this process, removed at exit.
+
+    Building, checking and grading never use nbgrader's exchange, but ``NbGraderAPI`` lists it when
+    it starts and logs a critical "Unwritable directory" when the default root does not exist.
+    """
+    folder = tempfile.mkdtemp(prefix="dgm-course-exchange-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def nbgrader_api(course: Course, root: str | os.PathLike, **config: object):
     """nbgrader's ``NbGraderAPI`` on the course's configuration, with its course folder at ``root``.
 
     ``config`` sets further traits, as ``{"Execute.timeout": 10}``. The gradebook is the default,
-    ``<root>/gradebook.db``.
+    ``<root>/gradebook.db``. Unless the course configures one, the exchange is an empty folder of
+    this process (see :func:`_unused_exchange`).
     """
     from nbgrader.apps.api import NbGraderAPI
 
@@ -142,6 +159,8 @@ def nbgrader_api(course: Course, root: str | os.PathLike, **config: object):
     # Solutions are committed and compared byte for byte: no run times or widget state in them.
     cfg.Execute.record_timing = False
     cfg.Execute.store_widget_state = False
+    if "root" not in cfg.Exchange:
+        cfg.Exchange.root = _unused_exchange()
     for key, value in config.items():
         section, trait = key.split(".")
         cfg[section][trait] = value

@@ -225,7 +225,8 @@ def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only it
     os.makedirs(kernels)
     with open(os.path.join(kernels, "kernel.json"), "w") as fh:
         json.dump({"argv": [sys.executable, os.path.join(job, "kernel.py"), "-f", "{connection_file}"],
-                   "display_name": cfg["kernel_name"], "language": "python"}, fh)
+                   "display_name": cfg["kernel_name"], "language": "python",
+                   "metadata": {"supported_encryption": ["curve"]}}, fh)  # no plain-TCP warning
     os.environ["JUPYTER_PATH"] = os.path.join(home, "jupyter")
 
     from nbgrader.api import Gradebook
