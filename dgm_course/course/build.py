@@ -13,6 +13,7 @@ ones, byte for byte, and says what differs and what to run.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -22,7 +23,75 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from .config import Course, CourseError, execution_env, nbgrader_api
 
-__all__ = ["generate", "build", "check", "notebook_differences", "solution_errors"]
+__all__ = ["MACHINE_DEPENDENT_TAG", "generate", "build", "check", "machine_dependence", "notebook_differences",
+           "solution_errors"]
+
+
+#: The one rule for output that depends on the machine, its load or the clock (timings, memory,
+#: paths, dates, thread counts): the cell carries this tag, nbval's own. nbval then does not
+#: compare its outputs, and the build does not keep them in the committed solution, so that
+#: ``check`` compares everything else byte for byte. :func:`machine_dependence` finds cells that
+#: need the tag and lack it; ``check`` and the tests report them.
+MACHINE_DEPENDENT_TAG = "nbval-ignore-output"
+
+# Calls whose result differs between machines, runs or loads, by the name they are reached through.
+_MACHINE_CALLS = re.compile(
+    r"\b(time\.(perf_counter|perf_counter_ns|time|time_ns|monotonic|monotonic_ns|process_time|thread_time)"
+    r"|perf_counter|process_time|timeit|datetime\.(now|today|utcnow)|date\.today|os\.(cpu_count|getpid|getcwd)"
+    r"|Path\.(cwd|home)|get_num_threads|gethostname|getrusage|tracemalloc|psutil|platform\.\w+)\b"
+    r"|^\s*%{1,2}(time|timeit|prun)\b", re.M)
+# Printed text that looks like it came from one: a duration, an amount of memory, a date, a path.
+_MACHINE_TEXT = re.compile(
+    r"\b\d+(\.\d+)?\s?(s|ms|µs|us|ns|sec|seconds|min|minutes|it/s|s/it|[KMG]i?B|bytes)\b(?![-/])"
+    r"|\b20\d\d-[01]\d-[0-3]\d\b|(?<![\w.])/(tmp|home|root|usr|var|work|opt|srv)/")
+
+
+def _is_machine_dependent(cell: dict) -> bool:
+    return MACHINE_DEPENDENT_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def machine_dependence(notebook: dict, calls: bool = True, outputs: bool = True) -> list[str]:
+    """Cells of a notebook (JSON) that call the clock or the machine (``calls``), or whose outputs
+    look like a time, an amount of memory, a date or a path (``outputs``), without
+    :data:`MACHINE_DEPENDENT_TAG`; one line each.
+
+    Example:
+        >>> cell = {"cell_type": "code", "metadata": {}, "outputs": [], "id": "t",
+        ...         "source": "t0 = time.perf_counter()"}
+        >>> machine_dependence({"cells": [cell]})
+        ["cell 0 (t) calls time.perf_counter but is not tagged 'nbval-ignore-output'"]
+        >>> cell["metadata"]["tags"] = ["nbval-ignore-output"]
+        >>> machine_dependence({"cells": [cell]})
+        []
+    """
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code" or _is_machine_dependent(cell):
+            continue
+        where, tag = f"cell {index} ({_cell_name(cell)})", MACHINE_DEPENDENT_TAG
+        call = _MACHINE_CALLS.search(_text(cell["source"])) if calls else None
+        if call:
+            found.append(f"{where} calls {call[0].strip()} but is not tagged {tag!r}")
+        for out in cell.get("outputs", []) if outputs else []:
+            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+            for match in filter(None, (_MACHINE_TEXT.search(_text(text)) for text in texts)):
+                found.append(f"{where} prints {match[0]!r}, which depends on the machine, but is not tagged {tag!r}")
+    return found
+
+
+def _text(value: str | list[str]) -> str:
+    """A notebook's multi-line string, stored as one string or as a list of lines."""
+    return "".join(value) if isinstance(value, list) else value
+
+
+class DropMachineDependentOutputs(NbGraderPreprocessor):
+    """Clear the outputs of cells tagged :data:`MACHINE_DEPENDENT_TAG` once they have run."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if _is_machine_dependent(cell):
+                cell.outputs = []
+        return nb, resources
 
 
 class DropKernelVersion(NbGraderPreprocessor):
@@ -40,8 +109,14 @@ class DropKernelVersion(NbGraderPreprocessor):
 def _solution_preprocessors(execute: bool) -> list:
     from nbgrader.preprocessors import ClearMarkScheme, ClearOutput, Execute, IncludeHeaderFooter, LockCells
 
+    class ExecuteWithOneStream(Execute):
+        """nbgrader's Execute, with a cell's printed text as one stream output however the kernel
+        happened to flush it: a loaded machine splits a cell's prints into more messages."""
+
+        coalesce_streams = True
+
     steps = [IncludeHeaderFooter, LockCells, ClearOutput, ClearMarkScheme]
-    return [*steps, Execute, DropKernelVersion] if execute else steps
+    return [*steps, ExecuteWithOneStream, DropMachineDependentOutputs, DropKernelVersion] if execute else steps
 
 
 def solution_errors(notebook: Path) -> list[str]:
@@ -164,7 +239,8 @@ def check(course: Course, assignment_ids: Iterable[str] | None = None, execute: 
     """Problems that make the committed release or solution differ from a fresh build; ``[]`` if none.
 
     With ``execute=False`` the solution is not run: only its cells (not its outputs) are compared,
-    which takes seconds. Each problem ends with the command that fixes it.
+    which takes seconds. Cells whose output depends on the machine and that lack
+    :data:`MACHINE_DEPENDENT_TAG` are problems too. Each problem ends with what fixes it.
     """
     ids = course.resolve(assignment_ids)
     problems = []
@@ -188,4 +264,12 @@ def check(course: Course, assignment_ids: Iterable[str] | None = None, execute: 
                 found += _solution_sources_differences(tmp / solution / name, course.root / solution / name,
                                                        f"{solution}/{name}")
         problems += [f"{p} (run: dgm-course build {assignment_id})" for p in found]
+        source = course.source_notebook(assignment_id)
+        problems += [f"{source.relative_to(course.root)}: {p} (tag it, or print a value that does not depend on "
+                     f"the machine)" for p in machine_dependence(json.loads(source.read_text()))]
+        solution = course.root / course.solution_name / assignment_id / f"{assignment_id}.ipynb"
+        if solution.is_file():
+            problems += [f"{solution.relative_to(course.root)}: {p} (tag the cell in its source, then run: "
+                         f"dgm-course build {assignment_id})"
+                         for p in machine_dependence(json.loads(solution.read_text()), calls=False)]
     return problems
