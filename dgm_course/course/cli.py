@@ -18,23 +18,9 @@ import sys
 from pathlib import Path
 
 from .config import Course, CourseError
+from .report import format_summary
 
-__all__ = ["main", "format_table"]
-
-
-def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """Rows of dicts as an aligned text table.
-
-    Example:
-        >>> print(format_table([{"student": "ada", "score": 10.0}, {"student": "bob", "score": 0.0}]))
-        student  score
-        ada      10.0
-        bob      0.0
-    """
-    columns = columns or list(rows[0])
-    cells = [columns] + [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="students graded at once (default: 1; the grades do not depend on it)")
 
     demo = sub.add_parser("demo", help="build everything, then grade two sample students and print the scores")
-    demo.add_argument("--out", type=Path, help="keep the demo course here (default: a temp folder)")
+    demo.add_argument("--out", type=Path,
+                      help="the demo's submissions and grading folders (default: <course>/course_build/demo)")
     return parser
 
 
@@ -87,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or course.root / "course_build" / "grading" / args.id
             rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers)
-            print(format_table(rows, [c for c in rows[0] if c not in ("feedback", "flags", "details")]))
+            print(format_summary(rows, out / "grades.csv"))
             if any(row["status"] == ERROR for row in rows):
                 return 1
         elif args.command == "demo":

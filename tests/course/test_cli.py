@@ -77,11 +77,16 @@ def test_demo_builds_every_assignment_then_grades_a_solution_and_a_blank_release
     for folder in (course.release_name, course.solution_name):
         assert (course.root / folder / TINY_ID / f"{TINY_ID}.ipynb").is_file()
     table = capsys.readouterr().out.split(f"{TINY_ID} (ada hands in the solution, bob hands in the release):")[1]
-    header, ada, bob = table.strip().splitlines()[:3]
-    assert header.split()[:3] == ["student_id", "status", "score"]
+    lines = table.strip().splitlines()
+    header, ada, bob = lines[:3]
+    assert header.split() == ["student", "status", "score", "/", "max", "points", "per", "task"]
     # The tiny course's scores: a bare False passes even for bob, stderr fails even for ada.
-    assert ada.split()[:3] == ["ada", "graded", "3.0"] and bob.split()[:3] == ["bob", "graded", "1.0"]
-    assert (tmp_path / "demo" / "grading" / TINY_ID / "grades.csv").is_file()
+    assert ada.split() == ["ada", "graded", "3", "/", "4", "1", "1", "0", "1"]
+    assert bob.split() == ["bob", "graded", "1", "/", "4", "0", "1", "0", "0"]
+    assert "tasks: answer, bare_false, stderr, routed" in lines
+    csv = tmp_path / "demo" / "grading" / TINY_ID / "grades.csv"
+    assert f"every column: {csv}" in lines and csv.is_file()
+    assert all(len(line) <= 80 for line in lines if not line.startswith("every column: ")), table
 
 
 def test_grade_exits_1_when_the_grader_itself_failed_on_a_student(tmp_path, capsys, monkeypatch):
