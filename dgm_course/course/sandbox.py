@@ -54,6 +54,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -68,7 +69,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "SandboxResult", "SandboxError", "run", "available_isolation", "JOB_DIR"]
+__all__ = ["Limits", "SandboxResult", "SandboxError", "run", "available_isolation", "JOB_DIR", "ISOLATION_ORDER"]
 
 JOB_DIR = "/job"  # where the read-only job folder appears inside the namespace
 SCRATCH_DIR = "/scratch"
@@ -175,6 +176,9 @@ def _mode_works(mode: str) -> bool:
     return _PROBED[mode]
 
 
+ISOLATION_ORDER = ("none", "userns", "namespace")  # weakest first
+
+
 def available_isolation() -> str:
     """The strongest level that works here: ``"namespace"`` (root), ``"userns"`` or ``"none"``."""
     if sys.platform != "linux" or shutil.which("unshare") is None:
@@ -215,8 +219,7 @@ def run(
     namespace has no other interface, so nothing outside the run is reachable either way.
     """
     mode = available_isolation() if isolation == "auto" else isolation
-    order = ["none", "userns", "namespace"]
-    if require is not None and order.index(mode) < order.index(require):
+    if require is not None and ISOLATION_ORDER.index(mode) < ISOLATION_ORDER.index(require):
         raise SandboxError(f"isolation {require!r} required, but only {mode!r} is available here")
     job = None if job_dir is None else str(Path(job_dir).resolve())
     return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch, loopback)
@@ -244,6 +247,7 @@ def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
     import resource
 
     def preexec():  # runs in the child between fork and exec: no imports, no allocations to speak of
+        _die_with_parent(libc)
         for name, value in rl:
             resource.setrlimit(getattr(resource, name), (value, value))
         if not limits.fork:
@@ -281,7 +285,8 @@ def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, 
     try:
         proc = subprocess.Popen(cmd, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, pass_fds=(status_w,))
+                                start_new_session=True, pass_fds=(status_w,),
+                                preexec_fn=functools.partial(_die_with_parent, _libc()[1]))
     finally:
         os.close(status_w)
     return _supervise(proc, limits, mode, status_r, watch)
@@ -297,6 +302,14 @@ def _rlimits(limits: Limits) -> list[tuple[str, int]]:
         ("RLIMIT_CORE", 0),
         ("RLIMIT_NPROC", limits.nproc),
     ]
+
+
+def _die_with_parent(libc) -> None:
+    """In the child before exec: SIGKILL when the thread that started it dies. The wall clock and
+    the output caps are enforced by that thread (:func:`_supervise`); should the grading process die
+    (a Dask worker killed mid-batch), the run dies with it instead of outliving its limits (``unshare
+    --kill-child`` then kills the namespace's first process, and with it everything inside)."""
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -560,6 +573,9 @@ def _launch(config: dict, status_fd: int) -> None:
         os.setgroups([])
         os.setgid(user)
         os.setuid(user)
+    # A change of uid clears the death signal unshare's --kill-child gave: set it again, so that the
+    # run dies with unshare, which dies with the grading thread (a dead grader fails the write below).
+    _die_with_parent(libc)
     for name, value in config["rlimits"]:
         resource.setrlimit(getattr(resource, name), (value, value))
     if not config["fork"]:

@@ -263,6 +263,33 @@ def test_descendants_die_with_the_worker():
     assert (r.returncode, r.stdout, r.timed_out) == (0, b"parent done\n", False)
 
 
+def test_a_run_dies_with_the_grading_process_that_started_it():
+    """The wall clock is the grading process's: should that process die (a Dask worker killed in the
+    middle of a batch), the run must not go on without a limit."""
+    import subprocess
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    from .process_support import still_running
+    loop = "import time\nwhile True: time.sleep(0.1)"
+    grader = subprocess.Popen([sys.executable, "-c", "import sys\nfrom dgm_course.course import sandbox\n"
+                               f"sandbox.run([sys.executable, '-S', '-c', {loop!r}], sandbox.Limits(wall_s=300))"],
+                              cwd=Path(__file__).resolve().parents[2])
+    deadline, running = time.monotonic() + 60, []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.2)
+        running = [p for p in psutil.Process(grader.pid).children(recursive=True)
+                   if p.cmdline()[-1:] == [loop]]  # the loop itself, past the sandbox's set-up
+    descendants = psutil.Process(grader.pid).children(recursive=True)
+    grader.kill()
+    grader.wait()
+    assert running, "the sandboxed loop never started"
+    alive = still_running(descendants, within_s=5)
+    for proc in alive:
+        proc.kill()
+    assert not alive, f"outlived the grading process: {[' '.join(p.cmdline()) for p in alive]}"
+
+
 @pytest.mark.skipif(not sandbox._mode_works("userns"), reason="no unprivileged user namespaces here")
 def test_the_unprivileged_level_isolates_too(tmp_path):
     secret = tmp_path / "gradebook.db"
