@@ -22,6 +22,7 @@ import resource
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from dgm_course.course.config import Course
@@ -36,6 +37,11 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def comparable(rows: list[dict]) -> list[dict]:
+    """The rows without the in-kernel columns: the grades that must not depend on how they were run."""
+    return [{k: v for k, v in row.items() if k not in IN_KERNEL} for row in rows]
+
+
 def submissions(course: Course, assignment_id: str, folder: Path, students: int) -> None:
     """``students`` submissions: two of every three the executed solution, every third the release."""
     name = f"{assignment_id}.ipynb"
@@ -44,6 +50,33 @@ def submissions(course: Course, assignment_id: str, folder: Path, students: int)
         target = folder / f"student{i:02d}" / assignment_id
         target.mkdir(parents=True)
         shutil.copy(course.root / kind / assignment_id / name, target / name)
+
+
+@dataclass
+class Run:
+    """One grading of the batch: wall and CPU seconds (children included), the load average just
+    before, the rows, and the grading key it used."""
+
+    wall: float
+    cpu: float
+    load: float
+    rows: list[dict]
+    key: str
+
+
+def timed_grade(course: Course, assignment_id: str, submitted: Path, out: Path, key: str | None,
+                **options) -> Run:
+    """Grade ``submitted`` into a fresh ``out`` with grading key ``key`` (``None``: a new one), timed.
+
+    The CPU time counts the grader's child processes once they have ended: everything grading
+    started (threads' sandboxes, a LocalCluster's worker processes) has ended when it returns."""
+    out.mkdir()
+    if key is not None:  # one key for all runs: the same seeds, so the same grades
+        (out / "grading_key.txt").write_text(key)
+    load = os.getloadavg()[0]
+    wall, cpu = time.monotonic(), _cpu()
+    rows = grade(course, assignment_id, submitted, out, progress=False, log=lambda _: None, **options)
+    return Run(time.monotonic() - wall, _cpu() - cpu, load, rows, (out / "grading_key.txt").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,26 +92,20 @@ def main(argv: list[str] | None = None) -> int:
         key = None
         results = []
         for workers in args.workers:
-            out = tmp / f"grading-{workers}"
-            out.mkdir()
-            if key is not None:  # one key for all runs: the same seeds, so the same grades
-                (out / "grading_key.txt").write_text(key)
-            load = os.getloadavg()[0]
-            wall, cpu = time.monotonic(), _cpu()
-            rows = grade(course, args.assignment, tmp / "submitted", out, workers=workers, progress=False,
-                         log=lambda _: None)
-            wall, cpu = time.monotonic() - wall, _cpu() - cpu
-            key = (out / "grading_key.txt").read_text()
-            results.append((workers, wall, cpu, load, rows))
-            print(f"workers {workers}: {wall:.0f} s wall, {cpu:.0f} s CPU, load average {load:.1f} before", flush=True)
-    base = results[0][1]
+            run = timed_grade(course, args.assignment, tmp / "submitted", tmp / f"grading-{workers}", key,
+                              workers=workers)
+            key = run.key
+            results.append((workers, run))
+            print(f"workers {workers}: {run.wall:.0f} s wall, {run.cpu:.0f} s CPU, load average {run.load:.1f} before",
+                  flush=True)
+    base = results[0][1].wall
     print(f"\n{args.students} submissions of {args.assignment} "
-          f"({sum(r['score'] == r['max_score'] for r in results[0][4])} with full marks)")
+          f"({sum(r['score'] == r['max_score'] for r in results[0][1].rows)} with full marks)")
     print("| workers | wall (s) | CPU (s) | speed-up (wall) | load average before |")
     print("|---|---|---|---|---|")
-    for workers, wall, cpu, load, _ in results:
-        print(f"| {workers} | {wall:.0f} | {cpu:.0f} | {base / wall:.2f} | {load:.1f} |")
-    grades = [[{k: v for k, v in row.items() if k not in IN_KERNEL} for row in r[4]] for r in results]
+    for workers, run in results:
+        print(f"| {workers} | {run.wall:.0f} | {run.cpu:.0f} | {base / run.wall:.2f} | {run.load:.1f} |")
+    grades = [comparable(run.rows) for _, run in results]
     same = all(g == grades[0] for g in grades)
     print(f"\nthe same grades with every number of workers: {'yes' if same else 'NO'}")
     return 0 if same else 1

@@ -2,7 +2,8 @@
 
     dgm-course build [ID ...] [--release-only]     release + executed solution (all when no ID)
     dgm-course check [ID ...] [--no-execute]       committed files in sync with the sources?
-    dgm-course grade ID SUBMISSIONS [--out DIR] [--workers N]   verified grades, grades.csv, feedback
+    dgm-course grade ID SUBMISSIONS [--out DIR] [--workers N | --cluster ADDRESS] [--db-url URL]
+                                                   verified grades, grades.csv, feedback
     dgm-course demo                                build all, grade two sample students, print scores
 
 Every command works in the course folder (``--course``, default: the working folder), the one that
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=600, help="seconds per student (default: 600)")
     grade.add_argument("--workers", type=int, default=1,
                        help="students graded at once (default: 1; the grades do not depend on it)")
+    grade.add_argument("--cluster", metavar="ADDRESS",
+                       help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N for a "
+                            "LocalCluster of N worker processes (default: c.DgmCourseGrade.cluster, else --workers)")
+    grade.add_argument("--db-url", metavar="URL",
+                       help="the gradebook on a database server (postgresql://user@host/db; default: the course's "
+                            "CourseDirectory.db_url, else DIR/gradebook.db)")
 
     demo = sub.add_parser("demo", help="build everything, then grade two sample students and print the scores")
     demo.add_argument("--out", type=Path,
@@ -73,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             from .grade import ERROR, grade
 
             out = args.out or course.root / "course_build" / "grading" / args.id
-            rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers)
+            rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers,
+                         cluster=args.cluster, db_url=args.db_url)
             print(format_summary(rows, out / "grades.csv"))
             if any(row["status"] == ERROR for row in rows):
                 return 1

@@ -6,7 +6,8 @@ submit`` writes them, are kept). Grading happens in a grading folder ``out`` tha
 folder of its own, so ``nbgrader release_feedback`` runs there:
 
     out/source_notebooks/<id>/     a copy of the source, released again to fill the gradebook
-    out/gradebook.db               nbgrader's gradebook: written by the grader only, final scores
+    out/gradebook.db               nbgrader's gradebook: written by the grader only, final scores (or a
+                                   database server's, ``db_url``: :mod:`dgm_course.course.gradebook`)
     out/submitted/<student>/<id>/  the validated notebook of each student (and its two text files)
     out/autograded/<student>/<id>/ the notebook as nbgrader's in-kernel run left it
     out/feedback/<student>/<id>/   one HTML feedback page per student, graded or not
@@ -14,7 +15,9 @@ folder of its own, so ``nbgrader release_feedback`` runs there:
     out/grades.csv                 one row per student (columns: :func:`final_rows`)
     out/grading_key.txt            the secret in each student's grading seed (kept: re-runs agree)
 
-Each student, in a pool of ``workers`` threads (each drives its student's child processes):
+Each student, in a pool of ``workers`` threads (each drives its student's child processes) or on
+a worker of a Dask cluster (:mod:`dgm_course.course.cluster`: the same steps in a temp folder of
+the worker, whose files come back to the grading process):
 
 1. **Validate**: the notebook is there under its name, is JSON, is a valid notebook, and no test
    cell is missing that nbgrader cannot put back; else the row says why (``invalid``).
@@ -27,9 +30,12 @@ Each student, in a pool of ``workers`` threads (each drives its student's child 
    solution cells in another sandbox and checks numbers against the grader's own references.
    Its score is the final one; a task whose in-kernel score differs is flagged with the reason.
    An assignment without a spec keeps its in-kernel score and is marked unverified.
-4. **Gradebook and feedback**: the grader writes the final scores to ``out/gradebook.db``, then
-   nbgrader renders the feedback page from it (so it shows the final scores), with a section
-   listing each task's verified result; where nbgrader cannot, a page of our own says why.
+4. **Feedback**: nbgrader renders the feedback page from the in-kernel run's gradebook copy with
+   the final scores in it, with a section listing each task's verified result; where nbgrader
+   cannot, a page of our own says why.
+5. **Gradebook**: the grading process alone, as each student's result comes in, writes the final
+   scores into the gradebook (one transaction per student, tried again on a conflict with another
+   writer of a shared database).
 
 The threat model and what this does and does not protect: ``docs/grading.md``.
 """
@@ -48,17 +54,16 @@ import secrets
 import shutil
 import sys
 import tempfile
-import threading
-import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from . import sandbox
+from . import gradebook, sandbox
 from .cells import grade_cells, task_name
+from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .sandbox import Limits, SandboxError
 from .verify import MAX_NOTEBOOK_BYTES, flag_verdicts
@@ -72,6 +77,7 @@ _MARKER = ".dgm-course-grading"
 _KEY_FILE = "grading_key.txt"  # the grader's secret in the grading seed; kept by every re-run
 _KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
 _HEAD_BYTES = 1 << 20  # the in-kernel run's report line
+CLUSTER_CONFIG = ("DgmCourseGrade", "cluster")  # c.DgmCourseGrade.cluster in nbgrader_config.py: --cluster's default
 
 
 @dataclass
@@ -151,8 +157,15 @@ def _grading_key(out: Path) -> str:
     return path.read_text().strip()
 
 
-def _prepare(course: Course, assignment_id: str, out: Path) -> None:
-    """Make ``out`` a grading folder with a fresh gradebook for ``assignment_id``."""
+def _prepare(course: Course, assignment_id: str, out: Path, server: str | None) -> bytes:
+    """Make ``out`` a grading folder for ``assignment_id``; return the gradebook of its in-kernel runs.
+
+    That gradebook is always a fresh sqlite file that holds the assignment and no student (each
+    in-kernel run gets a copy: no network in the sandbox). It is ``out/gradebook.db`` too unless
+    the grades go to a ``server``: then the assignment is added there (a server's gradebook holds the
+    whole course: nothing is removed), and ``out``'s configuration points at it, so that ``nbgrader
+    release_feedback`` in ``out`` reads the same gradebook.
+    """
     if out.exists() and any(p.name != _KEY_FILE for p in out.iterdir()) and not (out / _MARKER).exists():
         raise CourseError(f"{out} is not empty and is not a grading folder: choose another --out")
     for name in (course.source_name, course.release_name, "submitted", "autograded", "feedback", "logs"):
@@ -163,16 +176,33 @@ def _prepare(course: Course, assignment_id: str, out: Path) -> None:
     (out / _MARKER).write_text(f"{assignment_id}\n")
     shutil.copy(course.root / CONFIG_FILE, out / CONFIG_FILE)
     shutil.copytree(course.root / course.source_name / assignment_id, out / course.source_name / assignment_id)
-    with execution_env():
-        result = nbgrader_api(course, out).generate_assignment(assignment_id)
-    if not result["success"]:
-        raise CourseError(f"nbgrader generate_assignment failed:\n{result.get('log', '')}{result.get('error', '')}")
+    _generate_assignment(course, out, assignment_id, gradebook.sqlite_url(out))
+    template = (out / "gradebook.db").read_bytes()
+    if server is not None:
+        (out / "gradebook.db").unlink()
+        with open(out / CONFIG_FILE, "a") as fh:
+            fh.write(f"\n# dgm-course grade: the gradebook is a database server's\nc.CourseDirectory.db_url = {server!r}\n")
+        _generate_assignment(course, out, assignment_id, server, attempts=gradebook.ATTEMPTS)
     (out / "logs").mkdir()
+    return template
+
+
+def _generate_assignment(course: Course, out: Path, assignment_id: str, db_url: str, attempts: int = 1) -> None:
+    """nbgrader's generate_assignment into the gradebook at ``db_url`` (tried ``attempts`` times: on a
+    shared server another grader may be adding the same assignment's cells at the same moment)."""
+    for _ in range(attempts):
+        with execution_env():
+            result = nbgrader_api(course, out, **{"CourseDirectory.db_url": db_url}).generate_assignment(assignment_id)
+        if result["success"]:
+            return
+    raise CourseError(f"nbgrader generate_assignment into {gradebook.shown(db_url)} failed:\n"
+                      f"{result.get('log', '')}{result.get('error', '')}")
 
 
 @dataclass
 class _Batch:
-    """What every student's grading shares; ``lock`` serializes the gradebook writes."""
+    """What every student's grading shares. ``db_url``: where the grading process writes the final
+    scores (never a worker: the in-kernel runs get ``gradebook``, an sqlite copy of their own)."""
 
     course: Course
     assignment_id: str
@@ -187,7 +217,7 @@ class _Batch:
     require: str | None
     gradebook: bytes  # the assignment's gradebook before any student: what an in-kernel run gets
     key: str  # the grader's secret: students cannot compute the inputs their work is checked on
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    db_url: str
 
     @property
     def course_id(self) -> str:
@@ -240,6 +270,8 @@ def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only it
     try:
         config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
         config.CourseDirectory.root = root
+        # Its own copy of the gradebook, whatever server the course's configuration names.
+        config.CourseDirectory.db_url = f"sqlite:///{root}/gradebook.db"
         for key, value in cfg["config"].items():
             section, trait = key.split(".")
             config[section][trait] = value
@@ -458,24 +490,21 @@ def _timestamp(folder: Path):
 
 
 def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None:
-    """The final scores of one student into ``out/gradebook.db`` (the grader is its only writer)."""
-    from nbgrader.api import Gradebook
-    from sqlalchemy.exc import SAWarning
-
+    """The final scores of one student into the gradebook (the grading process is its only writer
+    among the graders' processes; :func:`gradebook.write` retries a conflict with other writers)."""
     aid, sid = batch.assignment_id, result.student_id
     manual = result.needs_manual_grade and result.verdicts is None
-    with batch.lock, warnings.catch_warnings(), Gradebook(f"sqlite:///{batch.out / 'gradebook.db'}",
-                                                          batch.course_id) as gb:
-        # nbgrader's add_submission always warns about SQLAlchemy's autoflush; autograde does too.
-        warnings.simplefilter("ignore", SAWarning)
+    timestamp = _timestamp(folder)
+
+    def scores(gb) -> None:
         gb.update_or_create_student(sid)
-        timestamp = _timestamp(folder)
         gb.update_or_create_submission(aid, sid, **({"timestamp": timestamp} if timestamp else {}))
         for g in gb.find_submission_notebook(aid, aid, sid).grades:
             g.auto_score = result.scores.get(g.name, 0.0)
             g.manual_score = None
             g.needs_manual_grade = manual
-        gb.db.commit()
+
+    gradebook.write(batch.db_url, batch.course_id, scores)
 
 
 def _verification_html(result: StudentResult) -> str:
@@ -558,17 +587,42 @@ def _feedback(batch: _Batch, result: StudentResult, original: Path, page: bytes 
 
 
 def _grade_student(batch: _Batch, student_id: str) -> StudentResult:
-    """Every step for one student; nothing that happens here stops the batch."""
+    """Every step for one student but the gradebook (:func:`_record`); nothing that happens here
+    stops the batch. A thread of the grading process or a cluster's worker runs it."""
     original = batch.submissions / student_id / batch.assignment_id
     try:
         result = _grade_student_steps(batch, student_id, original)
     except Exception as exc:  # noqa: BLE001 - a grader bug costs one row, never the batch
-        result = StudentResult(student_id, ERROR, f"grader error, not the student's: {type(exc).__name__}: {exc}")
-    if result.status in (ERROR, INVALID) or not (batch.out / "feedback" / student_id).exists():
+        result = _grader_error(student_id, exc)
+    _ensure_feedback(batch, result)
+    return result
+
+
+def _grader_error(student_id: str, exc: BaseException, what: str = "grader error") -> StudentResult:
+    return StudentResult(student_id, ERROR, f"{what}, not the student's: {type(exc).__name__}: {exc}")
+
+
+def _ensure_feedback(batch: _Batch, result: StudentResult) -> None:
+    """Our own page where the student has none, or where the row is not (or no longer) graded."""
+    sid = result.student_id
+    if result.status in (ERROR, INVALID) or not (batch.out / "feedback" / sid).exists():
+        original = batch.submissions / sid / batch.assignment_id
         try:
-            _feedback(batch, result, original if _STUDENT_ID.match(student_id) else batch.out / "logs")
+            _feedback(batch, result, original if _STUDENT_ID.match(sid) else batch.out / "logs")
         except Exception:  # noqa: BLE001 - the row still says what happened
             pass
+
+
+def _record(batch: _Batch, result: StudentResult) -> StudentResult:
+    """The gradebook entry of one student, written by the grading process as the result comes in;
+    a gradebook that cannot be written turns the row into ``error`` (grade again)."""
+    if result.status == ERROR or not _STUDENT_ID.match(result.student_id):
+        return result  # graded again later, or no usable id: no gradebook entry
+    try:
+        _write_gradebook(batch, result, batch.submissions / result.student_id / batch.assignment_id)
+    except Exception as exc:  # noqa: BLE001 - one row says it; the next student may get through
+        result = _grader_error(result.student_id, exc, f"the gradebook {gradebook.shown(batch.db_url)} was not written")
+        _ensure_feedback(batch, result)
     return result
 
 
@@ -578,9 +632,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
                              "(letters, digits, '.', '_', '@', '-')")
     notebook, reason = validate_submission(original, batch.assignment_id, batch.source)
     if reason:
-        result = StudentResult(student_id, INVALID, reason)
-        _write_gradebook(batch, result, original)
-        return result
+        return StudentResult(student_id, INVALID, reason)
     target = batch.out / "submitted" / student_id / batch.assignment_id
     target.mkdir(parents=True)
     shutil.copy(notebook, target / notebook.name)  # the notebook only: no student module beside it
@@ -601,9 +653,152 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
         if result.status == GRADED and result.in_kernel is None:
             result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
         result.scores = dict(result.in_kernel or {})
-    _write_gradebook(batch, result, target)
     _feedback(batch, result, original, page)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# On a cluster's worker: the same steps in a temp folder, the files sent back
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What a worker needs of the batch, as plain values (a worker shares no file with the grader):
+    the course's configuration and the assignment's source folder, the spec, the limits, the
+    in-kernel runs' gradebook and the grading key."""
+
+    assignment_id: str
+    course_files: dict[str, bytes]
+    max_scores: dict[str, float]
+    spec: object | None
+    timeout: float
+    cell_timeout: float | None
+    require: str | None
+    gradebook: bytes
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A worker's answer: the student's result and the files of its grading folder, by relative path."""
+
+    result: StudentResult
+    files: dict[str, bytes]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every regular file under ``folder`` by its relative path (symbolic links are not followed)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _shared(batch: _Batch) -> _Shared:
+    from .cluster import code_fingerprint
+
+    source = Path(batch.course.source_name) / batch.assignment_id
+    course_files = {CONFIG_FILE: (batch.course.root / CONFIG_FILE).read_bytes()}
+    course_files |= {f"{source.as_posix()}/{name}": data
+                     for name, data in _files(batch.course.root / source).items()}
+    return _Shared(batch.assignment_id, course_files, batch.max_scores, batch.spec, batch.timeout, batch.cell_timeout,
+                   batch.require, batch.gradebook, batch.key, code_fingerprint())
+
+
+def _submission_files(batch: _Batch, student_id: str) -> dict[str, bytes] | None:
+    """The validated notebook and its text files, to send to a worker; ``None`` where the student
+    is not gradable (the grading process then writes that row itself, with no sandbox to run)."""
+    original = batch.submissions / student_id / batch.assignment_id
+    if not _STUDENT_ID.match(student_id):
+        return None
+    notebook, _ = validate_submission(original, batch.assignment_id, batch.source)
+    if notebook is None:
+        return None
+    names = [notebook.name] + [name for name in _KEPT_FILES if (original / name).is_file()]
+    return {name: (original / name).read_bytes() for name in names}
+
+
+def _grade_remote(shared: _Shared, student_id: str, submission: dict[str, bytes]) -> _Outcome:
+    """One student on a cluster's worker: :func:`_grade_student` in a temp course and grading folder
+    built from ``shared``; the files it wrote there come back with the result."""
+    from .cluster import code_fingerprint
+
+    if shared.fingerprint != code_fingerprint():
+        raise CourseError(f"this worker runs another version of dgm-course ({code_fingerprint()}) than the grader "
+                          f"({shared.fingerprint})")
+    with tempfile.TemporaryDirectory(prefix="dgm-grade-worker-") as tmp:
+        tmp = Path(tmp)
+        _write_files(tmp / "course", shared.course_files)
+        _write_files(tmp / "submitted" / student_id / shared.assignment_id, submission)
+        (tmp / "out" / "logs").mkdir(parents=True)
+        course = Course.load(tmp / "course")
+        source_path = course.source_notebook(shared.assignment_id)
+        batch = _Batch(course, shared.assignment_id, source_path, nbformat.read(source_path, as_version=4),
+                       shared.max_scores, shared.spec, tmp / "submitted", tmp / "out", shared.timeout,
+                       shared.cell_timeout, shared.require, shared.gradebook, shared.key,
+                       gradebook.sqlite_url(tmp / "out"))  # never written here
+        result = _grade_student(batch, student_id)
+        result.notebook = None  # a path on the worker
+        return _Outcome(result, _files(tmp / "out"))
+
+
+def _students_own(files: dict[str, bytes], student_id: str) -> dict[str, bytes]:
+    """Only the files of this student's folders: whatever a worker sends, it cannot write another
+    student's files, the CSV or the gradebook."""
+    prefixes = tuple(f"{folder}/{student_id}/" for folder in ("submitted", "autograded", "feedback"))
+    return {name: data for name, data in files.items() if ".." not in name.split("/")
+            and (name.startswith(prefixes) or name == f"logs/{student_id}.log")}
+
+
+def _collect(batch: _Batch, student_id: str, future: Future) -> StudentResult:
+    """One student's result as the grading process receives it: the worker's files into the grading
+    folder, then the gradebook. A task the cluster gave up on is an ``error`` row."""
+    try:
+        outcome = future.result()
+    except Exception as exc:  # noqa: BLE001 - KilledWorker, a worker that could not run it: grade again
+        result = _grader_error(student_id, exc, "the cluster could not grade it")
+        _ensure_feedback(batch, result)
+        return result
+    if isinstance(outcome, _Outcome):
+        _write_files(batch.out, _students_own(outcome.files, student_id))
+        result = outcome.result
+        notebook = batch.out / "submitted" / student_id / batch.assignment_id / f"{batch.assignment_id}.ipynb"
+        result.notebook = notebook if notebook.is_file() else None
+    else:
+        result = outcome
+    return _record(batch, result)
+
+
+def _submit(batch: _Batch, work: Runner, shared: _Shared | None, student_id: str) -> Future:
+    """Start one student: in a thread of this process, on a worker (with a copy of the submission),
+    or, for a student a worker has nothing to do for, here and now."""
+    if not work.remote:
+        return work.submit(_grade_student, batch, student_id)
+    submission = _submission_files(batch, student_id)
+    if submission is not None:
+        return work.submit(_grade_remote, shared, student_id, submission)
+    done: Future = Future()
+    done.set_result(_grade_student(batch, student_id))
+    return done
+
+
+def _grade_all(batch: _Batch, ids: list[str], work: Runner, progress: bool) -> list[StudentResult]:
+    """Every student's result, in the order of ``ids``; the gradebook written as they come in."""
+    from tqdm.auto import tqdm
+
+    shared = _shared(batch) if work.remote else None
+    futures = {_submit(batch, work, shared, student_id): student_id for student_id in ids}
+    results: dict[str, StudentResult] = {}
+    for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading {batch.assignment_id}",
+                       unit="student", disable=not progress):
+        results[futures[future]] = _collect(batch, futures[future], future)
+    return [results[student_id] for student_id in ids]
 
 
 def final_rows(course: Course, assignment_id: str, results: list[StudentResult],
@@ -667,10 +862,16 @@ def _spec(assignment_id: str, spec, source_path: Path):
             from None
 
 
+def _configured_cluster(course: Course) -> str | None:
+    section, key = CLUSTER_CONFIG
+    return course.config[section].get(key) if section in course.config else None
+
+
 def grade(course: Course, assignment_id: str, submissions: Path, out: Path, timeout: float = 600,
           progress: bool = True, students: Iterable[str] | None = None,
           log: Callable[[str], None] = print, workers: int = 1, cell_timeout: float | None = None,
-          spec=None, require: str | None = "userns") -> list[dict]:
+          spec=None, require: str | None = "userns", cluster: str | None = None,
+          db_url: str | None = None) -> list[dict]:
     """Grade every student folder in ``submissions``; write ``out/grades.csv``; return its rows.
 
     ``timeout``: the wall-clock limit of one student's in-kernel run (cells also stop after
@@ -678,13 +879,16 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     its spec's. ``workers``: students graded at once (the grades do not depend on it).
     ``spec``: the :class:`~dgm_course.course.verify.AssignmentSpec` (default: the assignment's,
     none: unverified). ``require``: the weakest sandbox level accepted (``None``: any, even none).
+    ``cluster``: a Dask scheduler's address, or ``local:N`` (default: ``c.DgmCourseGrade.cluster`` of
+    the course's configuration, else ``workers`` threads here; :mod:`dgm_course.course.cluster`).
+    ``db_url``: a database server for the gradebook (default: the course's ``CourseDirectory.db_url``
+    if it names one, else ``out/gradebook.db``; :mod:`dgm_course.course.gradebook`). An unreachable
+    scheduler or database stops the run before ``out`` is touched.
     The grading seeds use ``out/grading_key.txt`` (made on the first run): a re-run into ``out``, or
     into a new folder given a copy of that file, checks every student on the same inputs.
 
     Every student gets a row and a feedback page, also when the submission could not be graded.
     """
-    from tqdm.auto import tqdm
-
     source_path = course.source_notebook(assignment_id)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
@@ -694,16 +898,14 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
         raise CourseError(f"{submissions} holds no student folders (<student_id>/{assignment_id}/{assignment_id}.ipynb)")
     source = nbformat.read(source_path, as_version=4)
     checked = _spec(assignment_id, spec, source_path)
-    _prepare(course, assignment_id, out)
-    batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
-                   timeout, cell_timeout, require, (out / "gradebook.db").read_bytes(), _grading_key(out))
-
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        futures = [pool.submit(_grade_student, batch, student_id) for student_id in ids]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment_id}", unit="student",
-                      disable=not progress):
-            pass
-        results = [f.result() for f in futures]
+    server = gradebook.server_url(course, db_url)
+    if server is not None:
+        gradebook.check_reachable(server)
+    with runner(cluster or _configured_cluster(course), workers, require) as work:
+        template = _prepare(course, assignment_id, out, server)
+        batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
+                       timeout, cell_timeout, require, template, _grading_key(out), server or gradebook.sqlite_url(out))
+        results = _grade_all(batch, ids, work, progress)
 
     rows = final_rows(course, assignment_id, results, batch.max_scores)
     write_csv(rows, out / "grades.csv")

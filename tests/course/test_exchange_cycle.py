@@ -5,7 +5,10 @@ directory, as on a JupyterHub: the instructor releases assignment 01; alice and 
 writes the reference solution, bob leaves it blank; both submit; the instructor collects, grades
 with ``dgm-course grade`` (autograde and feedback, in a grading folder of its own) and releases the
 feedback from that folder; each student fetches their feedback, and its scores are full marks for
-alice and zero for bob, cell by cell.
+alice and zero for bob, cell by cell. The cycle runs twice: with nbgrader's default gradebook (an
+sqlite file in each course folder) and with the course's ``db_url`` naming a real PostgreSQL
+server (tests/course/postgres_support.py), which nbgrader's collect, ``dgm-course grade`` and
+release_feedback then share.
 
 All three are the same OS user here, so students name themselves with ``--student`` and collect
 skips nbgrader's owner check (on a hub each student is their own OS user and neither is needed).
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 from traitlets.config.loader import PyFileConfigLoader
 
 from tests.course.cycle_support import ROOT, feedback_scores, graded_points, hub_config, nbgrader, person_env, solve
@@ -41,7 +45,18 @@ def _both(action, students):
         return list(pool.map(action, students))
 
 
-def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request) -> str | None:
+    """``None``: nbgrader's default sqlite file; else a fresh database on the test's server."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres").create_database()
+
+
+def _server_grades(db_url: str, course_id: str) -> dict[str, float]:
+    with Gradebook(db_url, course_id) as gb:
+        return {s.student.id: s.score for s in gb.find_assignment(ASSIGNMENT).submissions}
+
+
+def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path, db_url: str | None):
     config = _course_config()
     course_id = config.CourseDirectory.course_id
     source_dir, release_dir = config.CourseDirectory.source_directory, config.CourseDirectory.release_directory
@@ -51,6 +66,9 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path):
     course = tmp_path / "course"
     course.mkdir()
     shutil.copy(COURSE_ROOT / "nbgrader_config.py", course)
+    if db_url is not None:  # the course's gradebook on the server, for every command run in it
+        with open(course / "nbgrader_config.py", "a") as fh:
+            fh.write(f"\nc.CourseDirectory.db_url = {db_url!r}\n")
     for folder in (source_dir, release_dir):
         shutil.copytree(COURSE_ROOT / folder / ASSIGNMENT, course / folder / ASSIGNMENT)
     # The exchange and the course id come from each person's Jupyter config, as on a shared hub.
@@ -91,6 +109,9 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path):
     points = graded_points(source)
     assert points and sum(points.values()) > 0, "assignment 01 has no graded test cell"
     assert grades == {"alice": ("graded", sum(points.values())), "bob": ("graded", 0.0)}, grades
+    if db_url is not None:
+        assert _server_grades(db_url, course_id) == {"alice": sum(points.values()), "bob": 0.0}
+        assert not (grading / "gradebook.db").exists() and not (course / "gradebook.db").exists()
     # nbgrader's release_feedback names each page by a hash of the secret that `nbgrader submit`
     # wrote beside the notebook: without it neither the release nor the students' fetch works.
     missing = [name for name in students
