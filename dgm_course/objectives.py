@@ -149,7 +149,7 @@ def kl_annealing(step: int, warmup_steps: int, period: int | None = None) -> flo
 def free_bits_kl(kl: Tensor, free_bits: float, per_dim: bool = False) -> Tensor:
     r"""The KL term with free bits :math:`\lambda` (in nats), a scalar on the batch-averaged KL.
 
-    - ``per_dim=False`` (the lecture's form): :math:`\max(\lambda, \bar{KL})` with
+    - ``per_dim=False`` (notebook 07's form): :math:`\max(\lambda, \bar{KL})` with
       :math:`\bar{KL} = \frac1B \sum_b \sum_j KL_{bj}`, the total KL averaged over the batch.
     - ``per_dim=True``: :math:`\sum_j \max(\lambda, \bar{KL}_j)` with
       :math:`\bar{KL}_j = \frac1B \sum_b KL_{bj}`, so :math:`\lambda` is granted to each
