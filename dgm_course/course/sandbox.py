@@ -202,6 +202,7 @@ def run(
     require: str | None = None,
     watch: Callable[[bytes], float | None] | None = None,
     loopback: bool = False,
+    outbox: bytearray | None = None,
 ) -> SandboxResult:
     """Run ``argv`` in the sandbox and return its exit status and capped output.
 
@@ -217,20 +218,25 @@ def run(
     ``loopback``: bring up the loopback interface of the run's own network namespace, for
     processes of the run that talk over 127.0.0.1 (a Jupyter kernel and its client); the network
     namespace has no other interface, so nothing outside the run is reachable either way.
+    ``outbox``: the run's stdin becomes a pipe, and whatever ``watch`` appends to this buffer is
+    written to it as the worker reads (never blocking the parent, so the clocks keep running):
+    a channel on which the parent answers the worker only when the worker asks, so data the
+    worker must not see before a step (the verifier's inputs) never sits in a file or the
+    environment. Without it, stdin is ``/dev/null``.
     """
     mode = available_isolation() if isolation == "auto" else isolation
     if require is not None and ISOLATION_ORDER.index(mode) < ISOLATION_ORDER.index(require):
         raise SandboxError(f"isolation {require!r} required, but only {mode!r} is available here")
     job = None if job_dir is None else str(Path(job_dir).resolve())
-    return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch, loopback)
+    return _run(mode, argv, limits, job, list(readonly), list(hide), env or {}, watch, loopback, outbox)
 
 
-def _run(mode, argv, limits, job, readonly, hide, env, watch=None, loopback=False) -> SandboxResult:
+def _run(mode, argv, limits, job, readonly, hide, env, watch=None, loopback=False, outbox=None) -> SandboxResult:
     host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
     try:
         if mode == "none":
-            return _run_plain(argv, limits, job, env, host_scratch, watch)
-        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback)
+            return _run_plain(argv, limits, job, env, host_scratch, watch, outbox)
+        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback, outbox)
     finally:
         shutil.rmtree(host_scratch, ignore_errors=True)  # rmtree never follows symlinks
 
@@ -239,7 +245,7 @@ def _subst(items, job):
     return [s.replace("{job}", job or "") for s in items]
 
 
-def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
+def _run_plain(argv, limits, job, env, scratch, watch, outbox) -> SandboxResult:
     os.makedirs(os.path.join(scratch, "tmp"))
     full_env = _worker_env({k: v.replace("{job}", job or "") for k, v in env.items()}, scratch)
     rl = _rlimits(limits)
@@ -254,13 +260,18 @@ def _run_plain(argv, limits, job, env, scratch, watch) -> SandboxResult:
             _check(libc.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
             _forbid_fork(libc)
 
-    proc = subprocess.Popen(_subst(argv, job), cwd=scratch, env=full_env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(_subst(argv, job), cwd=scratch, env=full_env, stdin=_stdin(outbox),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=preexec)
-    return _supervise(proc, limits, "none", None, watch)
+    return _supervise(proc, limits, "none", None, watch, outbox)
 
 
-def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback) -> SandboxResult:
+def _stdin(outbox: bytearray | None) -> int:
+    return subprocess.DEVNULL if outbox is None else subprocess.PIPE
+
+
+def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback,
+                    outbox) -> SandboxResult:
     newroot = os.path.join(host_scratch, "root")
     os.mkdir(newroot)
     binds = [p for p in _SYSTEM_DIRS if os.path.lexists(p)]
@@ -284,12 +295,12 @@ def _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, 
                                              "--launch", json.dumps(config), str(status_w)]
     try:
         proc = subprocess.Popen(cmd, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=_stdin(outbox), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, pass_fds=(status_w,),
                                 preexec_fn=functools.partial(_die_with_parent, _libc()[1]))
     finally:
         os.close(status_w)
-    return _supervise(proc, limits, mode, status_r, watch)
+    return _supervise(proc, limits, mode, status_r, watch, outbox)
 
 
 def _rlimits(limits: Limits) -> list[tuple[str, int]]:
@@ -319,8 +330,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int | None, watch) -> SandboxResult:
-    """Read both pipes until EOF or a limit; the wall clock starts before the namespace setup."""
+def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int | None, watch,
+               outbox: bytearray | None = None) -> SandboxResult:
+    """Read both pipes until EOF or a limit, writing ``outbox`` to stdin as the worker takes it;
+    the wall clock starts before the namespace setup."""
     start = time.monotonic()
     deadline = start + limits.wall_s
     step_deadline = deadline
@@ -333,14 +346,20 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
         sel.register(f, selectors.EVENT_READ)
     if status_fd is not None:
         sel.register(status_fd, selectors.EVENT_READ)
+    if proc.stdin is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
+    readers = [*caps, *([status_fd] if status_fd is not None else [])]
     timed_out = limited = False
     try:
-        while sel.get_map():
+        while any(_registered(sel, f) for f in readers):  # stdin alone does not keep the run going
+            _pump(sel, proc, outbox)
             left = min(deadline, step_deadline) - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break
             for key, _ in sel.select(timeout=min(left, 1.0)):
+                if key.fileobj is proc.stdin:
+                    continue  # written by _pump, at the top of the loop
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
                     sel.unregister(key.fileobj)
@@ -372,8 +391,9 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
             timed_out = True
         _kill_group(proc)  # strays of the fallback mode; the pid namespace already took its own
         proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         if status_fd is not None:
             os.close(status_fd)
     if status_fd is not None and not status.startswith(_SETUP_OK):
@@ -384,6 +404,37 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
         raise SandboxError(f"sandbox setup failed ({mode}): {detail}")
     return SandboxResult(proc.returncode, bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), timed_out, limited,
                          mode, time.monotonic() - start)
+
+
+def _pump(sel: selectors.BaseSelector, proc: subprocess.Popen, outbox: bytearray | None) -> None:
+    """Write what the pipe takes of ``outbox`` to the worker's stdin, without blocking; watch the
+    pipe for room only while something waits (a worker that never reads costs nothing)."""
+    if proc.stdin is None or proc.stdin.closed or outbox is None:
+        return
+    if outbox:
+        try:
+            del outbox[: os.write(proc.stdin.fileno(), outbox)]
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, OSError):  # the worker is gone or closed its stdin
+            outbox.clear()
+            if _registered(sel, proc.stdin):
+                sel.unregister(proc.stdin)
+            proc.stdin.close()
+            return
+    waiting = bool(outbox)
+    if waiting and not _registered(sel, proc.stdin):
+        sel.register(proc.stdin, selectors.EVENT_WRITE)
+    elif not waiting and _registered(sel, proc.stdin):
+        sel.unregister(proc.stdin)
+
+
+def _registered(sel: selectors.BaseSelector, fileobj) -> bool:
+    try:
+        sel.get_key(fileobj)
+    except KeyError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
