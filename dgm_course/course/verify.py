@@ -45,6 +45,7 @@ Specs live in :mod:`dgm_course.course.specs` (one module per assignment, see the
 from __future__ import annotations
 
 import ast
+import builtins
 import dataclasses
 import hashlib
 import importlib
@@ -86,6 +87,7 @@ __all__ = [
     "check_spec",
     "grading_seed",
     "notebook_cells",
+    "dense_call_message",
 ]
 
 MAX_NOTEBOOK_BYTES = 20 << 20
@@ -129,6 +131,9 @@ class Task:
       its source is shipped, so the grader's references never enter the worker.
     - ``expect(inputs) -> {name: tensor}``: the grader's reference values (float64).
     - ``forbidden``: dotted names (objects or modules) a solution may not use.
+    - ``messages``: regular expressions of the probe's own exception messages that feedback may
+      quote when a message matches one in full (a finite set of texts: a pattern that admits
+      free text would let a student's message through, see :func:`_describe`).
     """
 
     task_id: str
@@ -140,6 +145,7 @@ class Task:
     checks: tuple[Check, ...]
     forbidden: tuple[str, ...] = ()
     seconds: float = 10.0
+    messages: tuple[str, ...] = ()
 
     @property
     def max_points(self) -> float:
@@ -189,13 +195,18 @@ class TaskVerdict:
     flag: str | None = None
 
 
-def grading_seed(course_id: str, assignment_id: str, student_id: str, key: str = "") -> int:
-    """The grading seed of one submission: a hash the grader controls, stable across runs.
+def grading_seed(course_id: str, assignment_id: str, student_id: str, key: str = "", nonce: str = "") -> int:
+    """The grading seed of one submission: a hash the grader controls.
 
     ``key``: the grader's secret. Without one, a student who reads the specs can compute the
-    inputs of their own grading and answer them from a table.
+    inputs of their own grading and answer them from a table. ``nonce``: drawn afresh for each
+    grading run and recorded with its grades, so a regrade or a resubmission is checked on new
+    inputs (whatever a run let out is worth nothing to the next) while the grader, who holds
+    the key and the record, can reproduce any past run.
     """
     text = f"{course_id}\0{assignment_id}\0{student_id}"
+    if nonce:
+        text = f"{nonce}\0{text}"
     digest = hashlib.sha256((f"{key}\0{text}" if key else text).encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
@@ -443,6 +454,14 @@ def _strip_magics(src: str) -> str:
 
 
 def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
+    """Run the cells, then each task's probe on inputs the parent sends only when asked.
+
+    The job folder holds the cells and the probes' sources, nothing that tells the probes apart:
+    after the cells ran, the worker announces each task on the result channel and reads that
+    task's inputs (and the seed of its generators) from stdin, which the parent writes only
+    then. Errors go back as plain fields (the builtin base class, the cell and line, the
+    message); the parent decides which of them may reach feedback.
+    """
     import builtins
     import io
     import json
@@ -457,8 +476,11 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
     skip = json.loads(sys.argv[1])
     sys.path[:] = [os.path.join(job, "lib"), *config["sys_path"]]
     results = os.fdopen(os.dup(1), "wb")  # the result channel; student output goes to stderr
+    requests = os.fdopen(os.dup(0), "rb")  # the parent's answers; stdin itself becomes /dev/null
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
+    sys.stdin = io.TextIOWrapper(os.fdopen(0, "rb"))
 
     import numpy as np
 
@@ -468,15 +490,20 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
         results.flush()
 
     def describe(exc):
+        try:
+            base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins").__name__
+        except BaseException:  # noqa: BLE001 - a student's class may break even this
+            base = "BaseException"
         if isinstance(exc, SyntaxError):
-            return f"SyntaxError: {exc.msg} (line {exc.lineno})"
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
-        where = f" ({frames[-1].filename[1:-1]}, line {frames[-1].lineno})" if frames else ""
+            where = (str(exc.filename), exc.lineno)
+        else:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+            where = (frames[-1].filename, frames[-1].lineno) if frames else (None, None)
         try:
             text = str(exc)[:300]
         except BaseException:  # noqa: BLE001 - a student's exception may not even print
-            text = "(unprintable)"
-        return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
+            text = ""
+        return {"type": base, "cell": where[0], "line": where[1], "message": text}
 
     class Names(dict):  # what a probe sees: a missing name reads as in a notebook
         def __missing__(self, key):
@@ -500,14 +527,17 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
     for t in config["tasks"]:
         if t["task_id"] in skip["tasks"]:
             continue
-        emit({"event": "start", "step": f"task:{t['task_id']}"})
+        emit({"event": "start", "step": f"task:{t['task_id']}"})  # the parent answers on stdin
+        head = json.loads(requests.readline(65536))
+        data = requests.read(int(head["nbytes"]))
         error, payload = None, b""
         try:
             if "torch" in sys.modules:
-                sys.modules["torch"].manual_seed(t["seed"])
-            np.random.seed(t["seed"] % 2**32)
-            with np.load(os.path.join(job, t["inputs"]), allow_pickle=False) as f:
+                sys.modules["torch"].manual_seed(head["rng"])
+            np.random.seed(head["rng"] % 2**32)
+            with np.load(io.BytesIO(data), allow_pickle=False) as f:
                 inputs = {k: f[k] for k in f.files}
+            del head, data
             probe_ns = {"__name__": "probe"}
             exec(compile(t["probe_source"], "<probe>", "exec"), probe_ns)
             out = probe_ns[t["probe_name"]](Names(ns), inputs)
@@ -518,7 +548,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
                 if isinstance(v, (bool, int, float)):
                     v = np.asarray(v)
                 if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
-                    raise TypeError(f"{k}: expected a tensor of numbers, got {type(v).__name__}")
+                    raise TypeError(NOT_NUMBERS)
                 arrays[k] = np.ascontiguousarray(v)
             buf = io.BytesIO()
             np.savez(buf, **arrays)
@@ -532,14 +562,28 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
 
 
 class _Events:
-    """Incremental parser of the worker's result channel; tells the sandbox each step's deadline."""
+    """Incremental parser of the worker's result channel; tells the sandbox each step's deadline
+    and answers each task's request with its inputs.
 
-    def __init__(self, seconds_of: dict[str, float]) -> None:
+    Student code shares the worker's process and can write to the channel too, so nothing on it
+    is believed beyond what the order allows: steps must start in the order the worker runs
+    them, each after the one before ended. A set-up cell's failure reported before any student
+    step started cannot have come from student code; anything after that may have. A task's
+    inputs go out only when that task starts, after every cell ran: student code never holds
+    the inputs of a task before the call that receives them.
+    """
+
+    def __init__(self, order: list[str], seconds_of: dict[str, float], frames: dict[str, bytes],
+                 outbox: bytearray) -> None:
         self.buf = bytearray()
+        self.order = order  # the steps this run of the worker takes, in order
+        self.next = 0
         self.started: str | None = None
-        self.ended: dict[str, tuple[str | None, bytes]] = {}
+        self.ended: dict[str, tuple[dict | None, bytes]] = {}
         self.broken = False
         self.seconds_of = seconds_of
+        self.frames = frames  # task step -> its inputs, as written to the worker's stdin
+        self.outbox = outbox
 
     def feed(self, chunk: bytes) -> float | None:
         self.buf += chunk
@@ -553,10 +597,14 @@ class _Events:
                 head = json.loads(self.buf[:nl])
                 n = int(head["nbytes"])
                 step, kind = head["step"], head["event"]
-                if step not in self.seconds_of or kind not in ("start", "end") or n < 0:
+                if kind == "start":
+                    in_order = self.started is None and self.next < len(self.order) and step == self.order[self.next]
+                else:
+                    in_order = kind == "end" and step == self.started
+                if not in_order or n < 0:
                     raise ValueError(step)
             except (ValueError, KeyError, TypeError):
-                self.broken = True  # forged or garbled: what came before still counts
+                self.broken = True  # forged, out of order or garbled: what came before still counts
                 break
             if len(self.buf) < nl + 1 + n:
                 break
@@ -564,10 +612,12 @@ class _Events:
             del self.buf[: nl + 1 + n]
             if kind == "start":
                 self.started = step
+                self.next += 1
                 deadline = self.seconds_of[step]
-            elif kind == "end" and step == self.started:
+                self.outbox += self.frames.get(step, b"")
+            else:
                 error = head.get("error")
-                self.ended[step] = (str(error) if error is not None else None, payload)
+                self.ended[step] = (error if isinstance(error, dict) else None if error is None else {}, payload)
                 self.started = None
         return deadline
 
@@ -655,21 +705,28 @@ def _worker_sys_path() -> list[str]:
     return out
 
 
-def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], int]:
+def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
+    """A task's inputs and the frame that carries them to the worker's stdin when it asks.
+
+    The frame's ``rng`` seeds the worker's torch and NumPy generators for the probe: a one-way
+    hash of the task's seed, so knowing it tells nothing of the draw or of the other tasks.
+    """
     task_seed = (seed * 1_000_003 + zlib.crc32(task.task_id.encode())) % 2**63
-    inputs = task.draw(np.random.default_rng(task_seed))
-    return {k: np.asarray(v) for k, v in inputs.items()}, task_seed
+    inputs = {k: np.asarray(v) for k, v in task.draw(np.random.default_rng(task_seed)).items()}
+    rng = int.from_bytes(hashlib.sha256(f"worker\0{task_seed}".encode()).digest()[:8], "little") % 2**63
+    buf = io.BytesIO()
+    np.savez(buf, **inputs)
+    return inputs, json.dumps({"nbytes": len(buf.getvalue()), "rng": rng}).encode() + b"\n" + buf.getvalue()
 
 
-def _write_job(job: Path, spec: AssignmentSpec, program, inputs: dict, seeds: dict) -> None:
-    worker = "\n\n".join(inspect.getsource(f) for f in (_strip_magics, _worker_main)) + "\n\n_worker_main()\n"
+def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
+    """The worker's files: its code, the cells, the probes' sources and the library; no seed, no
+    input, no reference (those stay in the parent, see :class:`_Events`)."""
+    worker = "\n\n".join([f"NOT_NUMBERS = {NOT_NUMBERS!r}", *(inspect.getsource(f) for f in (_strip_magics, _worker_main)),
+                          "_worker_main()\n"])
     (job / "worker.py").write_text(worker)
-    tasks = []
-    for i, t in enumerate(spec.tasks):
-        name = f"inputs_{i}.npz"
-        np.savez(job / name, **inputs[t.task_id])
-        tasks.append({"task_id": t.task_id, "inputs": name, "seed": seeds[t.task_id],
-                      "probe_source": textwrap.dedent(inspect.getsource(t.probe)), "probe_name": t.probe.__name__})
+    tasks = [{"task_id": t.task_id, "probe_source": textwrap.dedent(inspect.getsource(t.probe)),
+              "probe_name": t.probe.__name__} for t in spec.tasks]
     cells = [[kind, label, tids, src] for kind, label, tids, src in program]
     (job / "job.json").write_text(json.dumps({"cells": cells, "tasks": tasks, "sys_path": _worker_sys_path()}))
     _worker_library(job / "lib", spec.hidden)
@@ -685,9 +742,65 @@ def _write_job(job: Path, spec: AssignmentSpec, program, inputs: dict, seeds: di
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 
+# What the worker may say about a failure reaches feedback only through this fixed vocabulary
+# (see :func:`_describe`): a student's message text never does, so no message can carry out what
+# student code read in the worker.
+NOT_NUMBERS = "expected a tensor of numbers, got an object of another kind"
+_HIDDEN_NAME = re.compile(r"[\w.]+ is not available while grading: write it yourself")
+_BUILTIN_EXCEPTIONS = frozenset(name for name, obj in vars(builtins).items()
+                                if isinstance(obj, type) and issubclass(obj, BaseException))
+_NAME_ERROR = re.compile(r"name '([A-Za-z_]\w*)' is not defined")
 
-def _clean(text: str) -> str:
-    return _ADDRESS.sub("0x...", text)
+
+# The names torch gives its dense determinants, inverses and solves (``func.__name__``).
+_DENSE_FUNCTIONS = (r"(?:linalg_)?(?:slogdet|logdet|det|inv_ex|inv|inverse|pinv|solve_ex|solve|lstsq|lu_factor_ex"
+                    r"|lu_factor|lu_solve|lu|eigvals|eig)")
+
+
+def dense_call_message(tail: str) -> str:
+    """For :attr:`Task.messages`: the message of a probe that refuses a dense torch function,
+    ``"<its name> was called: <tail>"`` (a few dozen texts, so feedback may quote it)."""
+    return f"{_DENSE_FUNCTIONS} was called: {re.escape(tail)}"
+
+
+def _probe_names(task: Task, inputs: dict[str, np.ndarray]) -> set[str]:
+    """Names a probe may look up in the notebook: its string literals and the drawn string inputs."""
+    names = {n.value for n in ast.walk(_parse(textwrap.dedent(inspect.getsource(task.probe))))
+             if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for value in inputs.values():
+        if value.dtype.kind == "U":
+            names.update(map(str, value.ravel()))
+    return names
+
+
+def _describe(error: dict | None, cells: dict[str, int], messages: tuple[str, ...] = (),
+              names: set[str] = frozenset(), trusted: bool = False) -> str:
+    """The feedback for a step that raised, from fields the worker sent, in a fixed vocabulary.
+
+    Shown: the exception's nearest builtin class (any other name reads "an exception"); the
+    cell (``cells``: each student cell's ``<cell label>`` and its number of lines) and a line in
+    it; a message only where it is the verifier's own (:data:`NOT_NUMBERS`, a hidden name, a
+    probe's missing name from ``names``) or fully matches one of the task's ``messages``. So a
+    message can say no more than which of these few the student raised. ``trusted``: the step ran
+    before any student code (a set-up cell): its message is shown as it is.
+    """
+    if not isinstance(error, dict):
+        return "the step failed"
+    kind = error.get("type") if error.get("type") in _BUILTIN_EXCEPTIONS else "an exception"
+    text = str(error.get("message", ""))[:300]
+    if trusted:
+        text = _ADDRESS.sub("0x...", text)  # deterministic feedback: no memory addresses
+        return f"{kind}: {text}" if text else kind
+    if text == NOT_NUMBERS or any(re.fullmatch(m, text) for m in messages):
+        kind += f": {text}"
+    elif _HIDDEN_NAME.fullmatch(text):
+        kind += ": a name of the library is not available while grading: write it yourself"
+    elif (m := _NAME_ERROR.fullmatch(text)) and m.group(1) in names:
+        kind += f": {text}"
+    cell, line = error.get("cell"), error.get("line")
+    if cell in cells and isinstance(line, int) and 1 <= line <= cells[cell]:
+        kind += f" ({cell[1:-1]}, line {line})"
+    return kind
 
 
 def _load_outputs(payload: bytes) -> dict[str, np.ndarray]:
@@ -713,20 +826,30 @@ def _load_outputs(payload: bytes) -> dict[str, np.ndarray]:
 
 
 def _run_checks(task: Task, outputs: dict[str, np.ndarray], expected: dict[str, torch.Tensor]):
+    """Each check's points; a failure says which way it failed in a fixed vocabulary (never the
+    student's values, which could carry what their code read: see :func:`_describe`)."""
     from dgm_course.jacobian import FlowCheckError, assert_close
 
     passed, failed, points = [], [], 0.0
     for c in task.checks:
-        try:
-            if c.output not in outputs:
-                raise FlowCheckError(f"{c.output}: missing from the results")
-            got = outputs[c.output]
-            if got.dtype.kind not in "biuf":
-                raise FlowCheckError(f"{c.output}: not numeric")
-            exp = expected[c.expected].detach().to(torch.float64)
-            assert_close(torch.from_numpy(got.astype(np.float64)), exp, c.atol, c.rtol, what=c.output)
-        except FlowCheckError as exc:
-            failed.append(f"{c.name}: {exc}")
+        exp = expected[c.expected].detach().to(torch.float64)
+        got = outputs.get(c.output)
+        if got is None:
+            why = "missing from the results"
+        elif got.dtype.kind not in "biuf":
+            why = "not numeric"
+        elif tuple(got.shape) != tuple(exp.shape):
+            why = f"expected shape {tuple(exp.shape)}, got another shape"
+        elif not np.isfinite(got).all():
+            why = "NaN or infinite values"
+        else:
+            try:
+                assert_close(torch.from_numpy(got.astype(np.float64)), exp, c.atol, c.rtol, what=c.output)
+                why = None
+            except FlowCheckError:
+                why = f"differs from the reference beyond the tolerance (atol {c.atol:g}, rtol {c.rtol:g})"
+        if why is not None:
+            failed.append(f"{c.name}: {c.output}: {why}")
         else:
             passed.append(c.name)
             points += c.points
@@ -775,36 +898,50 @@ def verify_submission(
                                                "(deleted, or its nbgrader metadata changed)")
         elif (why := _forbidden_use(t, student_code)) is not None:
             settled[t.task_id] = (0.0, [], [], why)
-    inputs, seeds = {}, {}
-    for t in spec.tasks:
-        inputs[t.task_id], seeds[t.task_id] = _draw(t, seed)
     todo = [t for t in spec.tasks if t.task_id not in settled]
     if not todo:
         return _finish(spec, settled, in_kernel, "not run")
-    outputs, cell_errors, level = _run_worker(spec, program, todo, inputs, seeds, isolation, require)
+    inputs, frames = {}, {}
     for t in todo:
-        cell_notes = [f"{label}: {cell_errors[i]}" for i, (kind, label, tids, _) in enumerate(program)
+        inputs[t.task_id], frames[f"task:{t.task_id}"] = _draw(t, seed)
+    outputs, cell_errors, level = _run_worker(spec, program, todo, frames, isolation, require)
+    cells = {f"<cell {label}>": len(src.splitlines()) for kind, label, _, src in program if kind == "student"}
+    for t in todo:
+        names = _probe_names(t, inputs[t.task_id])
+        cell_notes = [f"{label}: {_explain(cell_errors[i], cells, t, names)}"
+                      for i, (kind, label, tids, _) in enumerate(program)
                       if i in cell_errors and (t.task_id in tids or kind == "setup")]
         got = outputs.get(t.task_id)
-        if got is None or isinstance(got, str):
-            why = got or "no result came back"
+        if not isinstance(got, dict) or "error" in got:
+            why = _explain(got.get("error") if isinstance(got, dict) else got, cells, t, names)
             settled[t.task_id] = (0.0, [], [], "; ".join(cell_notes + [f"running the task failed: {why}"]))
             continue
-        points, passed, failed = _run_checks(t, got, t.expect(inputs[t.task_id]))
+        points, passed, failed = _run_checks(t, got["arrays"], t.expect(inputs[t.task_id]))
         settled[t.task_id] = (points, passed, failed, "; ".join(cell_notes + failed) or "all checks passed")
     return _finish(spec, settled, in_kernel, level)
 
 
-def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
-    """Run the worker until every task has a result, restarting it without a step that killed it."""
+def _explain(error: str | dict | None, cells: dict[str, int], task: Task, names: set[str]) -> str:
+    """A failure in words: the parent's own (a limit, a crash) as it is, the worker's through :func:`_describe`."""
+    if isinstance(error, str):
+        return error
+    return _describe(error, cells, task.messages, names)
+
+
+def _run_worker(spec, program, todo, frames, isolation, require):
+    """Run the worker until every task has a result, restarting it without a step that killed it.
+
+    Returns each task's ``{"arrays": ...}`` or ``{"error": fields}`` or the parent's own reason
+    (a string), each cell's error (fields or a string), and the isolation level.
+    """
     outputs: dict[str, dict | str] = {}
-    cell_errors: dict[int, str] = {}
+    cell_errors: dict[int, dict | str] = {}
     skip_cells: set[int] = set()
     budget = spec.wall_seconds
     level = "not run"
     job = Path(tempfile.mkdtemp(prefix="dgm-verify-"))
     try:
-        _write_job(job, spec, program, inputs, seeds)
+        _write_job(job, spec, program)
         seconds_of = {f"task:{t.task_id}": t.seconds for t in todo}
         todo_ids = {t.task_id for t in todo}
         for i, (kind, *_) in enumerate(program):
@@ -814,29 +951,32 @@ def _run_worker(spec, program, todo, inputs, seeds, isolation, require):
             left = [t for t in todo if t.task_id not in outputs]
             if not left or budget <= 0:
                 break
-            events = _Events(seconds_of)
             # Tasks settled before the run (and those done in an earlier run) are not run again.
             skip = {"cells": sorted(skip_cells),
                     "tasks": [t.task_id for t in spec.tasks if t.task_id not in todo_ids or t.task_id in outputs]}
+            order = [f"cell:{i}" for i in range(len(program)) if i not in skip_cells]
+            order += [f"task:{t.task_id}" for t in spec.tasks if t.task_id not in skip["tasks"]]
+            outbox = bytearray()
+            events = _Events(order, seconds_of, frames, outbox)
             result = sandbox.run([sys.executable, "-s", "-S", "{job}/worker.py", json.dumps(skip)],
                                  dataclasses.replace(spec.limits, wall_s=budget), job,
                                  env={"VERIFY_JOB": "{job}"}, hide=[str(LIBRARY)],
-                                 isolation=isolation, require=require, watch=events.feed)
+                                 isolation=isolation, require=require, watch=events.feed, outbox=outbox)
             level = result.isolation
             budget -= result.wall_s
             for step, (error, payload) in events.ended.items():
                 kind, _, name = step.partition(":")
                 if kind == "cell":
                     if error is not None:
-                        cell_errors[int(name)] = _clean(error)
+                        cell_errors[int(name)] = error
                     continue
-                if kind != "task" or name not in {t.task_id for t in left}:
+                if name not in {t.task_id for t in left}:
                     continue
                 if error is not None:
-                    outputs[name] = _clean(error)
+                    outputs[name] = {"error": error}
                 else:
                     try:
-                        outputs[name] = _load_outputs(payload)
+                        outputs[name] = {"arrays": _load_outputs(payload)}
                     except Exception:  # noqa: BLE001 - anything that is not a plain npz
                         outputs[name] = "the results could not be read as numbers"
             _raise_if_setup_failed(program, cell_errors)
@@ -886,13 +1026,20 @@ def gradebook_scores(spec: AssignmentSpec | str, verdicts: list[TaskVerdict], so
     return scores
 
 
-def _raise_if_setup_failed(program, cell_errors: dict[int, str]) -> None:
-    """A set-up cell that failed before any student cell ran is the grader's problem, not a 0."""
+def _raise_if_setup_failed(program, cell_errors: dict[int, dict | str]) -> None:
+    """A set-up cell that failed before any student cell ran is the grader's problem, not a 0.
+
+    Only these reports are believed as the grader's: :class:`_Events` takes steps in order only,
+    so no student code had run in that worker when they came; a set-up cell that runs after
+    student code can be broken by it, and its failure is noted in the student's feedback.
+    """
     for i, (kind, label, _, _) in enumerate(program):
         if kind == "student":
             return
         if i in cell_errors:
-            raise SetupError(f"the trusted set-up cell {label} failed: {cell_errors[i]}")
+            error = cell_errors[i]
+            why = error if isinstance(error, str) else _describe(error, {}, trusted=True)
+            raise SetupError(f"the trusted set-up cell {label} failed: {why}")
 
 
 def flag_verdicts(spec: AssignmentSpec | str, verdicts: list[TaskVerdict],

@@ -261,7 +261,9 @@ def test_in_kernel_tricks_change_nothing_and_are_flagged(graded):
     assert points(verdicts) == ZERO
     planar, sigmoid, jacobian = verdicts
     assert len(planar.failed) == 2
-    assert "expected a tensor of numbers, got Anything" in sigmoid.reason
+    # a fixed text: the student's class name could carry anything their code read
+    assert "TypeError: expected a tensor of numbers, got an object of another kind" in sigmoid.reason
+    assert "Anything" not in sigmoid.reason
     assert "uses the library's reference dgm_course.jacobian" in jacobian.reason
     assert "earns no points" in jacobian.reason
     assert all(v.in_kernel_points == 2 and v.flag.startswith("in-kernel score 2 differs") for v in verdicts)

@@ -22,13 +22,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dgm_course.course.verify import AssignmentSpec, Check, Task
+from dgm_course.course.verify import AssignmentSpec, Check, Task, dense_call_message
 from dgm_course.flows import OrthogonalSylvester, Planar
 from dgm_course.jacobian import jacobian_log_det
 
 TOL = 1e-9
 # Any of these answers a task: statically forbidden, and removed from the worker's library.
 REFERENCES = ("dgm_course.flows.residual", "dgm_course.jacobian.jacobian_log_det", "dgm_course.jacobian.batch_jacobian")
+# What probe_layer says when a dense function is called (feedback quotes it: a fixed text).
+NO_DENSE = (dense_call_message("the task asks for the log-det from its formula (the matrix determinant lemma, "
+                               "the diagonals of R1 and R2), without determinants, inverses or general solves"),)
 
 
 def _t(a) -> torch.Tensor:
@@ -193,7 +196,7 @@ SPEC = AssignmentSpec(
               Check("x = z + u tanh(w^T z + b) with w^T u = -2.5 (D = 5)", "fold.x", "fold.x", 1, TOL, TOL),
               Check("log|det J_g| vs the grader's autograd log-det where 1 + h' w^T u < 0 (D = 5)", "fold.log_det",
                     "fold.log_det", 1, TOL, TOL)),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
         Task("planar_u_hat", ("planar_u_hat",), ("test_planar_u_hat",), draw_planar_u_hat, probe_planar_u_hat,
              expect_planar_u_hat,
              (Check("u_hat vs the reference Planar.u_hat near w^T u = -1.5 (D = 2)", "near", "near", 1, TOL, TOL),
@@ -207,7 +210,7 @@ SPEC = AssignmentSpec(
                     "o.log_det", 1, TOL, TOL),
               Check("log|det J_g| vs the grader's autograd log-det with R1_ii R2_ii < -1 (D = 4, M = 2)",
                     "wide.log_det", "wide.log_det", 1, TOL, TOL)),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
     ),
     # Only the imports: the locked cells plot and run 24 reverse-KL fits.
     setup_ids=("setup",),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dgm_course.course.verify import AssignmentSpec, Check, Task
+from dgm_course.course.verify import AssignmentSpec, Check, Task, dense_call_message
 from dgm_course.flows import InvConv1x1, LULinear, QRLinear
 from dgm_course.jacobian import jacobian_log_det
 
@@ -29,6 +29,9 @@ TOL = 1e-9
 # Any of these answers a task: statically forbidden, and removed from the worker's library.
 REFERENCES = ("dgm_course.flows.linear.LULinear", "dgm_course.flows.linear.QRLinear",
               "dgm_course.flows.linear.DenseLinear", "dgm_course.flows.glow")
+# What probe_linear_flow says when a dense function is called (feedback quotes it: a fixed text).
+NO_DENSE = (dense_call_message("the task asks for an O(m) log-det and triangular solves, without determinants, "
+                               "inverses or general solves"),)
 SIZES = (6, 24)  # the LU cases: a small one and a wider one
 QR_SHAPES = ((5, 3), (6, 6))  # the QR cases (m, K): fewer reflections than dimensions, and K = m
 
@@ -211,21 +214,21 @@ SPEC = AssignmentSpec(
         Task("lu_forward", ("lu_forward",), ("test_lu_forward",), draw_lu("lu_forward"), probe_linear_flow,
              expect_linear_flow(_lu_flow_reference, "forward"),
              _checks("z = P L U x + b vs the reference", "log_det vs the grader's autograd log|det J_f|", SIZES, 0.5),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
         Task("lu_inverse", ("lu_inverse",), ("test_lu_inverse",), draw_lu("lu_inverse"), probe_linear_flow,
              expect_linear_flow(_lu_flow_reference, "inverse"),
              _checks("x = U^-1 L^-1 P^T (z - b) vs the reference", "log_det vs the grader's autograd log|det J_g|",
                      SIZES, 0.5),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
         Task("qr_forward", ("qr_forward",), ("test_qr_forward",), draw_qr("qr_forward"), probe_linear_flow,
              expect_linear_flow(_qr_flow_reference, "forward"),
              _checks("z = Q R x + b vs the reference", "log_det vs the grader's autograd log|det J_f|", (5, 6), 0.5),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
         Task("qr_inverse", ("qr_inverse",), ("test_qr_inverse",), draw_qr("qr_inverse"), probe_linear_flow,
              expect_linear_flow(_qr_flow_reference, "inverse"),
              _checks("x = R^-1 Q^T (z - b) vs the reference", "log_det vs the grader's autograd log|det J_g|",
                      (5, 6), 0.25),
-             forbidden=REFERENCES),
+             forbidden=REFERENCES, messages=NO_DENSE),
         Task("invconv1x1", ("invconv1x1",), ("test_invconv1x1",), draw_invconv, probe_invconv, expect_invconv,
              (Check("z = W x at every pixel vs the reference", "z", "z", 0.75, TOL, TOL),
               Check("log_det vs the grader's autograd log|det J_f| (h * w log|det W|)", "log_det", "log_det", 0.75,
