@@ -13,14 +13,17 @@ folder of its own, so ``nbgrader release_feedback`` runs there:
     out/feedback/<student>/<id>/   one HTML feedback page per student, graded or not
     out/logs/<student>.log         what nbgrader said
     out/grades.csv                 one row per student (columns: :func:`final_rows`)
-    out/grading_key.txt            the secret in each student's grading seed (kept: re-runs agree)
+    out/grading_key.txt            the secret in each student's grading seed (made once, kept)
+    out/grading_runs.jsonl         one line per run: its nonce (new each run) and whom it graded
 
 Each student, in a pool of ``workers`` threads (each drives its student's child processes) or on
 a worker of a Dask cluster (:mod:`dgm_course.course.cluster`: the same steps in a temp folder of
 the worker, whose files come back to the grading process):
 
-1. **Validate**: the notebook is there under its name, is JSON, is a valid notebook, and no test
-   cell is missing that nbgrader cannot put back; else the row says why (``invalid``).
+1. **Validate**: the notebook is there under its name, is JSON (not nested deeper than
+   :data:`MAX_JSON_DEPTH`), is a valid notebook, no test cell is missing that nbgrader cannot put
+   back, and every set-up cell is the release's; else the row says why (``rejected``: the
+   student's to fix, never the grader's).
 2. **In-kernel run**: nbgrader's own autograde, inside :mod:`dgm_course.course.sandbox` (its own
    namespaces and root, no view of the course, the gradebook or other submissions, memory and
    wall-clock limits), against a fresh copy of the assignment's gradebook that holds no student;
@@ -68,13 +71,20 @@ from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_ap
 from .sandbox import Limits, SandboxError
 from .verify import MAX_NOTEBOOK_BYTES, flag_verdicts
 
-__all__ = ["StudentResult", "validate_submission", "grade", "final_rows", "write_csv", "GRADED", "INVALID",
-           "FAILED", "TIMEOUT", "ERROR"]
+__all__ = ["StudentResult", "validate_submission", "grade", "reproduce", "final_rows", "write_csv", "GRADED",
+           "REJECTED", "INVALID", "FAILED", "TIMEOUT", "ERROR"]
 
-GRADED, INVALID, FAILED, TIMEOUT, ERROR = "graded", "invalid", "failed", "timeout", "error"
+# ``rejected``: the submission is at fault (the student fixes it); ``error``: the grading machine
+# is (the instructor grades again). Nothing a submission holds may produce ``error``.
+GRADED, REJECTED, FAILED, TIMEOUT, ERROR = "graded", "rejected", "failed", "timeout", "error"
+INVALID = REJECTED  # its name before set-up cells were checked too
+MAX_JSON_DEPTH = 64  # a notebook needs about 8 levels; deeper JSON is refused before it is parsed
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
 _MARKER = ".dgm-course-grading"
 _KEY_FILE = "grading_key.txt"  # the grader's secret in the grading seed; kept by every re-run
+_RUNS_FILE = "grading_runs.jsonl"  # each run's nonce, with the grades: what reproduce() needs
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # unrolled: linear, fast on 20 MiB
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
 _HEAD_BYTES = 1 << 20  # the in-kernel run's report line
 CLUSTER_CONFIG = ("DgmCourseGrade", "cluster")  # c.DgmCourseGrade.cluster in nbgrader_config.py: --cluster's default
@@ -104,8 +114,13 @@ class StudentResult:
     verification: str = ""
 
 
-def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode) -> tuple[Path | None, str]:
-    """``(notebook, '')`` if ``folder`` holds a gradable ``<assignment_id>.ipynb``, else ``(None, reason)``."""
+def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode,
+                        setup_ids: tuple[str, ...] | None = None) -> tuple[Path | None, str]:
+    """``(notebook, '')`` if ``folder`` holds a gradable ``<assignment_id>.ipynb``, else ``(None, reason)``.
+
+    Every reason is the submission's fault. ``setup_ids``: the set-up cells the verifier runs (a
+    spec's; default: the source's locked cells), which must be the source's.
+    """
     expected = folder / f"{assignment_id}.ipynb"
     if not folder.is_dir():
         return None, f"no folder {assignment_id}/ in the submission"
@@ -119,16 +134,66 @@ def validate_submission(folder: Path, assignment_id: str, source: nbformat.Noteb
     if expected.stat().st_size > MAX_NOTEBOOK_BYTES:
         return None, (f"notebook too large: {expected.stat().st_size / 2**20:.0f} MiB, the limit is "
                       f"{MAX_NOTEBOOK_BYTES >> 20} MiB (clear the outputs and submit again)")
+    raw = expected.read_bytes()
+    if _json_depth(raw) > MAX_JSON_DEPTH:
+        return None, f"corrupt notebook: its JSON is nested deeper than {MAX_JSON_DEPTH} levels"
     try:
-        nb = nbformat.read(expected, as_version=4)
-    except (ValueError, UnicodeDecodeError) as err:  # nbformat's NotJSONError is a ValueError
-        return None, f"corrupt notebook: not valid JSON ({str(err).splitlines()[0][:200]})"
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception as err:  # noqa: BLE001 - NotJSONError, UnicodeDecodeError, anything else a file can cause
+        return None, f"corrupt notebook: not valid JSON ({type(err).__name__}: {_first_line(err)})"
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as err:
         return None, f"corrupt notebook: not a valid notebook ({err.message[:200]})"
-    problem = _unrestorable_cells(source, nb)
+    except Exception as err:  # noqa: BLE001 - a structure the validator itself cannot walk
+        return None, f"corrupt notebook: not a valid notebook ({type(err).__name__})"
+    try:
+        problem = _unrestorable_cells(source, nb) or _changed_setup(source, nb, setup_ids)
+    except Exception as err:  # noqa: BLE001 - metadata of odd shapes that the schema lets through
+        problem = f"corrupt notebook: unreadable nbgrader metadata ({type(err).__name__})"
     return (None, problem) if problem else (expected, "")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deeply the JSON text ``raw`` nests (an estimate where it is not JSON), without parsing it:
+    the parsers recurse, so a deep file would exhaust the stack of whatever reads it."""
+    import numpy as np
+
+    brackets = np.frombuffer(_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw)), dtype=np.uint8)
+    if not brackets.size:
+        return 0
+    opening = (brackets == ord("[")) | (brackets == ord("{"))
+    return int(np.cumsum(np.where(opening, 1, -1)).max())
+
+
+def _changed_setup(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
+                   setup_ids: tuple[str, ...] | None) -> str:
+    """Why the submission's set-up cells are not the source's, or ''.
+
+    The verifier runs the source's set-up, never the submission's; a submission that changed or
+    deleted one was not tested with the set-up it is graded with, which is the student's to fix
+    (and a set-up that fails from the source is then the grading machine's fault alone).
+    """
+    from .verify import is_setup_cell, notebook_cells
+
+    theirs: dict[str, str] = {}
+    for cell in notebook_cells(submitted):
+        if cell.grade_id is not None:
+            theirs.setdefault(cell.grade_id, cell.source)
+    for cell in notebook_cells(source):
+        if not is_setup_cell(cell, setup_ids):
+            continue
+        if cell.grade_id not in theirs:
+            return f"the set-up cell {cell.grade_id!r} is missing: restore it from the release and submit again"
+        if theirs[cell.grade_id].strip() != cell.source.strip():
+            return (f"the set-up cell {cell.grade_id!r} differs from the release's: grading runs the release's "
+                    "set-up, so restore that cell and submit again")
+    return ""
 
 
 def _unrestorable_cells(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode) -> str:
@@ -218,6 +283,7 @@ class _Batch:
     gradebook: bytes  # the assignment's gradebook before any student: what an in-kernel run gets
     key: str  # the grader's secret: students cannot compute the inputs their work is checked on
     db_url: str
+    nonce: str  # this run's: a regrade checks on new inputs (see grading_seed)
 
     @property
     def course_id(self) -> str:
@@ -455,7 +521,7 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
     """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
     from .verify import SetupError, SpecError, gradebook_scores, grading_seed, verify_submission
 
-    seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key)
+    seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key, nonce=batch.nonce)
     error: Exception | None = None
     for _ in range(2):  # a sandbox that did not start on a loaded machine may start the next time
         try:
@@ -605,7 +671,7 @@ def _grader_error(student_id: str, exc: BaseException, what: str = "grader error
 def _ensure_feedback(batch: _Batch, result: StudentResult) -> None:
     """Our own page where the student has none, or where the row is not (or no longer) graded."""
     sid = result.student_id
-    if result.status in (ERROR, INVALID) or not (batch.out / "feedback" / sid).exists():
+    if result.status in (ERROR, REJECTED) or not (batch.out / "feedback" / sid).exists():
         original = batch.submissions / sid / batch.assignment_id
         try:
             _feedback(batch, result, original if _STUDENT_ID.match(sid) else batch.out / "logs")
@@ -626,13 +692,19 @@ def _record(batch: _Batch, result: StudentResult) -> StudentResult:
     return result
 
 
+def _validate(batch: _Batch, original: Path) -> tuple[Path | None, str]:
+    """:func:`validate_submission` with the set-up cells the batch's verifier runs."""
+    return validate_submission(original, batch.assignment_id, batch.source,
+                               batch.spec.setup_ids if batch.spec is not None else None)
+
+
 def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> StudentResult:
     if not _STUDENT_ID.match(student_id):
-        return StudentResult(student_id, INVALID, "the folder name is not a usable student id "
+        return StudentResult(student_id, REJECTED, "the folder name is not a usable student id "
                              "(letters, digits, '.', '_', '@', '-')")
-    notebook, reason = validate_submission(original, batch.assignment_id, batch.source)
+    notebook, reason = _validate(batch, original)
     if reason:
-        return StudentResult(student_id, INVALID, reason)
+        return StudentResult(student_id, REJECTED, reason)
     target = batch.out / "submitted" / student_id / batch.assignment_id
     target.mkdir(parents=True)
     shutil.copy(notebook, target / notebook.name)  # the notebook only: no student module beside it
@@ -665,7 +737,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
 class _Shared:
     """What a worker needs of the batch, as plain values (a worker shares no file with the grader):
     the course's configuration and the assignment's source folder, the spec, the limits, the
-    in-kernel runs' gradebook and the grading key."""
+    in-kernel runs' gradebook, the grading key and the run's nonce."""
 
     assignment_id: str
     course_files: dict[str, bytes]
@@ -676,6 +748,7 @@ class _Shared:
     require: str | None
     gradebook: bytes
     key: str
+    nonce: str
     fingerprint: str
 
 
@@ -708,7 +781,7 @@ def _shared(batch: _Batch) -> _Shared:
     course_files |= {f"{source.as_posix()}/{name}": data
                      for name, data in _files(batch.course.root / source).items()}
     return _Shared(batch.assignment_id, course_files, batch.max_scores, batch.spec, batch.timeout, batch.cell_timeout,
-                   batch.require, batch.gradebook, batch.key, code_fingerprint())
+                   batch.require, batch.gradebook, batch.key, batch.nonce, code_fingerprint())
 
 
 def _submission_files(batch: _Batch, student_id: str) -> dict[str, bytes] | None:
@@ -717,7 +790,7 @@ def _submission_files(batch: _Batch, student_id: str) -> dict[str, bytes] | None
     original = batch.submissions / student_id / batch.assignment_id
     if not _STUDENT_ID.match(student_id):
         return None
-    notebook, _ = validate_submission(original, batch.assignment_id, batch.source)
+    notebook, _ = _validate(batch, original)
     if notebook is None:
         return None
     names = [notebook.name] + [name for name in _KEPT_FILES if (original / name).is_file()]
@@ -742,7 +815,7 @@ def _grade_remote(shared: _Shared, student_id: str, submission: dict[str, bytes]
         batch = _Batch(course, shared.assignment_id, source_path, nbformat.read(source_path, as_version=4),
                        shared.max_scores, shared.spec, tmp / "submitted", tmp / "out", shared.timeout,
                        shared.cell_timeout, shared.require, shared.gradebook, shared.key,
-                       gradebook.sqlite_url(tmp / "out"))  # never written here
+                       gradebook.sqlite_url(tmp / "out"), shared.nonce)  # never written here
         result = _grade_student(batch, student_id)
         result.notebook = None  # a path on the worker
         return _Outcome(result, _files(tmp / "out"))
@@ -807,8 +880,9 @@ def final_rows(course: Course, assignment_id: str, results: list[StudentResult],
 
     ``max_scores`` maps each test cell's grade id to its points, in notebook order. Columns:
 
-    - ``student_id``, ``status`` (graded, invalid, failed, timeout, or error: the grader's own
-      failure, to grade again), ``reason`` (why it is not graded), ``score``, ``max_score``,
+    - ``student_id``, ``status`` (graded; rejected: the submission's fault, see ``reason``;
+      failed or timeout: nbgrader's run of an assignment without a spec; error: the grading
+      machine's own failure, to grade again), ``reason`` (why it is not graded), ``score``, ``max_score``,
       ``needs_manual_grade``;
     - one column per task, named after its function (``test_<name>`` -> ``<name>``): final points;
     - ``verified``: ``yes`` when the verifier's scores are the final ones; ``isolation``: the
@@ -871,7 +945,7 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
           progress: bool = True, students: Iterable[str] | None = None,
           log: Callable[[str], None] = print, workers: int = 1, cell_timeout: float | None = None,
           spec=None, require: str | None = "userns", cluster: str | None = None,
-          db_url: str | None = None) -> list[dict]:
+          db_url: str | None = None, nonce: str | None = None) -> list[dict]:
     """Grade every student folder in ``submissions``; write ``out/grades.csv``; return its rows.
 
     ``timeout``: the wall-clock limit of one student's in-kernel run (cells also stop after
@@ -884,8 +958,9 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     ``db_url``: a database server for the gradebook (default: the course's ``CourseDirectory.db_url``
     if it names one, else ``out/gradebook.db``; :mod:`dgm_course.course.gradebook`). An unreachable
     scheduler or database stops the run before ``out`` is touched.
-    The grading seeds use ``out/grading_key.txt`` (made on the first run): a re-run into ``out``, or
-    into a new folder given a copy of that file, checks every student on the same inputs.
+    The grading seeds use ``out/grading_key.txt`` (made on the first run) and ``nonce`` (default: a
+    fresh random one), which ``out/grading_runs.jsonl`` records with the run: every run, re-runs
+    into ``out`` included, checks on new inputs; :func:`reproduce` runs a recorded one again.
 
     Every student gets a row and a feedback page, also when the submission could not be graded.
     """
@@ -904,11 +979,15 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     with runner(cluster or _configured_cluster(course), workers, require) as work:
         template = _prepare(course, assignment_id, out, server)
         batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
-                       timeout, cell_timeout, require, template, _grading_key(out), server or gradebook.sqlite_url(out))
+                       timeout, cell_timeout, require, template, _grading_key(out), server or gradebook.sqlite_url(out),
+                       nonce or secrets.token_hex(16))
         results = _grade_all(batch, ids, work, progress)
 
     rows = final_rows(course, assignment_id, results, batch.max_scores)
     write_csv(rows, out / "grades.csv")
+    with open(out / _RUNS_FILE, "a") as fh:  # with the grades: the run can be reproduced from it
+        fh.write(json.dumps({"assignment_id": assignment_id, "nonce": batch.nonce, "students": ids,
+                             "grades": {r["student_id"]: [r["status"], r["score"]] for r in rows}}) + "\n")
     log(f"wrote {out / 'grades.csv'} ({len(rows)} students) and feedback/ in {out}")
     flagged = [row["student_id"] for row in rows if row["flags"]]
     if flagged:
@@ -919,3 +998,19 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     if checked is None:
         log(f"warning: {assignment_id} has no verification spec: its scores are nbgrader's in-kernel ones")
     return rows
+
+
+def reproduce(course: Course, record: Path, submissions: Path, out: Path, run: int = -1, **kwargs) -> list[dict]:
+    """Grade again as the run ``run`` (default: the last) recorded in the grading folder ``record``:
+    its key and nonce, so the same inputs and, for the same submissions, the same grades.
+
+    ``out`` may be ``record`` itself or a new folder (the key is copied there); ``kwargs`` go to
+    :func:`grade`. Only the grader can do this: the key and the record never leave the grading folder.
+    """
+    record, out = Path(record), Path(out)
+    entry = json.loads((record / _RUNS_FILE).read_text().splitlines()[run])
+    if out.resolve() != record.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record / _KEY_FILE, out / _KEY_FILE)
+    return grade(course, entry["assignment_id"], submissions, out, students=entry["students"], nonce=entry["nonce"],
+                 **kwargs)

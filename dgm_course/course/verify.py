@@ -88,6 +88,7 @@ __all__ = [
     "grading_seed",
     "notebook_cells",
     "dense_call_message",
+    "is_setup_cell",
 ]
 
 MAX_NOTEBOOK_BYTES = 20 << 20
@@ -293,6 +294,14 @@ def notebook_cells(nb) -> list[_Cell]:
     return cells
 
 
+def is_setup_cell(cell: _Cell, setup_ids: tuple[str, ...] | None = None) -> bool:
+    """Whether the verifier runs this source cell as trusted set-up: one of ``setup_ids`` (a spec's),
+    or by default a locked code cell with a grade id that is neither a solution nor a test."""
+    if cell.solution or cell.grade or cell.grade_id is None:
+        return False
+    return cell.grade_id in setup_ids if setup_ids is not None else cell.locked
+
+
 def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
     """The cells the worker runs: ``[(kind, label, task_ids, source)]`` and missing solution ids.
 
@@ -328,9 +337,7 @@ def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
                 program.append(("student", c.grade_id, task_of.get(c.grade_id, []), by_solution[c.grade_id].source))
             else:
                 missing.append(c.grade_id)
-        elif c.grade or c.grade_id is None:
-            continue  # tests never run here; unlocked demo cells are not needed to grade
-        elif (c.grade_id in setup_ids) if setup_ids is not None else c.locked:
+        elif is_setup_cell(c, setup_ids):  # tests never run here; unlocked demo cells are not needed
             program.append(("setup", c.grade_id, [], c.source))
     for k, extra in enumerate(added_before.get(None, [])):
         program.append(("student", f"cell added at the end #{k + 1}", [], extra.source))
@@ -705,13 +712,17 @@ def _worker_sys_path() -> list[str]:
     return out
 
 
+def _task_seed(task: Task, seed: int) -> int:
+    return (seed * 1_000_003 + zlib.crc32(task.task_id.encode())) % 2**63
+
+
 def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
     """A task's inputs and the frame that carries them to the worker's stdin when it asks.
 
     The frame's ``rng`` seeds the worker's torch and NumPy generators for the probe: a one-way
     hash of the task's seed, so knowing it tells nothing of the draw or of the other tasks.
     """
-    task_seed = (seed * 1_000_003 + zlib.crc32(task.task_id.encode())) % 2**63
+    task_seed = _task_seed(task, seed)
     inputs = {k: np.asarray(v) for k, v in task.draw(np.random.default_rng(task_seed)).items()}
     rng = int.from_bytes(hashlib.sha256(f"worker\0{task_seed}".encode()).digest()[:8], "little") % 2**63
     buf = io.BytesIO()
