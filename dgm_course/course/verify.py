@@ -16,6 +16,13 @@ student code:
    functions on inputs the grader drew at grading time (from the grading seed, never from
    student code). Only numbers come back: an ``.npz`` loaded with ``allow_pickle=False``, so a
    fake ``__eq__`` can never reach the grader. There is no IPython in the worker.
+   **Nothing that tells the probes apart is in the sandbox before it is used**: the job folder
+   holds the cells and the probes' sources only; the seeds, the inputs and the references stay
+   in the grader, which sends each task's inputs on the worker's stdin when the worker asks for
+   them, after every cell ran (:class:`_Events`). Failures reach feedback in a fixed vocabulary
+   (:func:`_describe`), never as the student's text, so an exception cannot carry out what
+   student code read; and each grading run draws a new nonce into the seed
+   (:func:`grading_seed`), so what one run lets out is worth nothing to the next.
 3. **Checks in the grader.** Each output is compared with the grader's own reference and with
    log-dets and Jacobians the grader computes with :mod:`dgm_course.jacobian` on the *reference*
    map, so a self-consistent wrong flow (the identity with log-det 0) fails. Tolerances are
@@ -28,13 +35,13 @@ student code:
 A step that kills the worker (``os._exit``, a loop ignoring signals, a memory bomb, an output
 bomb) fails only the cell or task it was in: the worker is restarted without it, within the
 submission's wall-clock budget. Grading is deterministic for a given submission and seed
-(fixed thread counts, seeded generators, no timings or addresses in the feedback).
+(fixed thread counts, generators seeded from the seed, no timings or addresses in the feedback).
 
 Use, after nbgrader's autograde of one student (``in_kernel``: nbgrader's score of each test
 cell)::
 
     verdicts = verify_submission(assignment_id, submitted_ipynb, source_ipynb,
-                                 seed=grading_seed(course_id, assignment_id, student_id),
+                                 seed=grading_seed(course_id, assignment_id, student_id, key, nonce),
                                  in_kernel=in_kernel_scores, require="userns")
     final = gradebook_scores(assignment_id, verdicts, source_ipynb)  # test cell grade_id -> points
     flags = [v.flag for v in verdicts if v.flag]                     # where the kernel disagreed
@@ -887,7 +894,8 @@ def verify_submission(
 
     Never raises because of the submission (an unreadable notebook scores 0 with the reason);
     raises :class:`SpecError` when the spec does not fit the source notebook,
-    :class:`SetupError` when a trusted set-up cell fails before any student code ran, and
+    :class:`SetupError` when a trusted set-up cell (the source's) fails before any student code
+    ran (no report that student code could have forged counts), and
     :class:`~dgm_course.course.sandbox.SandboxError` when the sandbox cannot start (all are the
     grader's problems: retry or stop, never score them as the student's).
     """

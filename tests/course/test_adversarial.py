@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from dgm_course.course import verify
 from dgm_course.course.config import execution_env, nbgrader_api
-from dgm_course.course.grade import GRADED, grade
+from dgm_course.course.grade import ERROR, GRADED, grade, reproduce
 from tests.course.adversarial import exercise, stock
-from tests.course.adversarial.notebook_01 import ANY, CASES, FULL, ID, TASKS, load, private_files, write
+from tests.course.adversarial.notebook_01 import (ANY, CASES, FULL, ID, SETSID_MARKER, TASKS, load, private_files,
+                                                  write)
 
-from ._course import COURSE
+from ._course import COURSE, processes_with
 
 pytestmark = pytest.mark.slow
 
@@ -142,6 +145,43 @@ def test_a_bad_submission_stops_nothing(corpus):
     assert after and all(corpus["rows"][name]["status"] == BY_NAME[name].status for name in after)
 
 
+def _secrets(corpus, student: str) -> list[str]:
+    """What tells this student's probes apart, as text: the key, the run's nonce, the seeds (the
+    student's, each task's, each worker generator's) and the first number of each drawn input."""
+    out = corpus["out"]
+    key = (out / "grading_key.txt").read_text().strip()
+    nonce = json.loads((out / "grading_runs.jsonl").read_text().splitlines()[-1])["nonce"]
+    seed = verify.grading_seed(COURSE.config.CourseDirectory.course_id, ID, student, key=key, nonce=nonce)
+    found = [key, nonce, str(seed)]
+    for task in verify.load_spec(ID).tasks:
+        inputs, frame = verify._draw(task, seed)
+        found += [str(verify._task_seed(task, seed)), str(json.loads(frame.split(b"\n", 1)[0])["rng"])]
+        found += [f"{float(v.ravel()[0]):.6g}" for v in inputs.values() if v.dtype.kind == "f"]
+    return found
+
+
+def test_nothing_that_tells_the_probes_apart_is_readable_or_reaches_the_feedback(corpus):
+    row = corpus["rows"]["seed_leak"]
+    assert row["log_abs_det"] == FULL["log_abs_det"]  # its inputs were nowhere before the call
+    page = _page(corpus, "seed_leak")
+    verification = page[page.index("dgm-verification"):]
+    verification = verification[:verification.index("</div>")]
+    assert "LEAK" not in row["details"] and "LEAK" not in verification  # the message never reaches the grader's part
+    text = page + (corpus["out"] / "grades.csv").read_text()
+    assert [s for s in _secrets(corpus, "seed_leak") if s in text] == []
+
+
+def test_no_submission_makes_the_grader_blame_itself(corpus):
+    assert [name for name, row in corpus["rows"].items() if row["status"] == ERROR] == []
+    assert not any("the grader failed" in line for line in corpus["log"]), corpus["log"]
+    assert "grader error" not in (corpus["out"] / "grades.csv").read_text()
+
+
+def test_no_process_a_submission_started_outlives_it(corpus):
+    assert corpus["rows"]["setsid"]["score"] == sum(FULL.values())  # its cell ran, and all the rest
+    assert processes_with(SETSID_MARKER) == []
+
+
 @pytest.fixture(scope="module")
 def stock_batch(tmp_path_factory):
     """Stock nbgrader on four students, graded in this order: a blank release, a gradebook write
@@ -166,23 +206,33 @@ def test_stock_nbgrader_lets_a_submission_raise_other_grades_and_stop_the_batch(
 
 @pytest.fixture(scope="module")
 def weak_exercise(tmp_path_factory):
-    """The exercise with a weak planar test, graded twice: with one worker and with two."""
+    """The exercise with a weak planar test, graded three times: with one worker; reproduced from
+    that run's record with two; and again into the first run's folder (a regrade). Also returns
+    the grading seed of each student in each run."""
     root = tmp_path_factory.mktemp("exercise")
     course = exercise.course(root / "course")
     exercise.submissions(root / "submitted")
-    runs = []
-    for workers in (1, 2):
-        out = root / f"grading-{workers}"
-        if runs:  # the first run's key: the same inputs
-            out.mkdir()
-            (out / "grading_key.txt").write_text((root / "grading-1" / "grading_key.txt").read_text())
-        rows = grade(course, exercise.ID, root / "submitted", out, timeout=TIMEOUT, workers=workers, progress=False,
-                     log=lambda _: None, spec=exercise.SPEC)
-        runs.append({r["student_id"]: r for r in rows})
-    return runs
+    first = root / "grading-1"
+    kwargs = {"timeout": TIMEOUT, "progress": False, "log": lambda _: None, "spec": exercise.SPEC}
+    runs, seeds = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        real = verify.verify_submission
+
+        def recording(spec, submitted, source, *, seed, **kw):
+            seeds[-1][Path(submitted).parents[1].name] = seed
+            return real(spec, submitted, source, seed=seed, **kw)
+
+        patch.setattr(verify, "verify_submission", recording)
+        for run in (lambda: grade(course, exercise.ID, root / "submitted", first, workers=1, **kwargs),
+                    lambda: reproduce(course, first, root / "submitted", root / "grading-2", workers=2, **kwargs),
+                    lambda: grade(course, exercise.ID, root / "submitted", first, workers=2, **kwargs)):
+            seeds.append({})
+            runs.append({r["student_id"]: r for r in run()})
+    return runs, seeds
 
 
 def test_a_self_consistent_wrong_flow_passes_a_weak_test_in_the_kernel_but_not_the_verifier(weak_exercise):
+    weak_exercise, _ = weak_exercise
     row = weak_exercise[0]["identity"]
     assert (row["planar_tests"], row["sigmoid_tests"], row["jacobian_tests"]) == (0.0, 2.0, 2.0), row["details"]
     assert row["in_kernel_score"] == 6.0  # the identity's log-det 0 matches its own Jacobian
@@ -190,7 +240,13 @@ def test_a_self_consistent_wrong_flow_passes_a_weak_test_in_the_kernel_but_not_t
     assert weak_exercise[0]["solution"]["score"] == weak_exercise[0]["solution"]["in_kernel_score"] == 6.0
 
 
-def test_grades_do_not_depend_on_the_number_of_workers(weak_exercise):
-    one, two = weak_exercise
+def test_grades_do_not_depend_on_the_number_of_workers_and_a_recorded_run_reproduces(weak_exercise):
+    (one, two, _), seeds = weak_exercise
+    assert seeds[0] == seeds[1] and len(seeds[0]) == len(one)  # the same inputs
     grades = ("status", "reason", "score", "planar_tests", "sigmoid_tests", "jacobian_tests", "details")
     assert {s: [r[k] for k in grades] for s, r in one.items()} == {s: [r[k] for k in grades] for s, r in two.items()}
+
+
+def test_a_regrade_draws_fresh_probes(weak_exercise):
+    _, (first, _, regrade) = weak_exercise
+    assert set(first) == set(regrade) and all(first[s] != regrade[s] for s in first)

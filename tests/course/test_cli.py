@@ -103,3 +103,48 @@ def test_grade_exits_1_when_the_grader_itself_failed_on_a_student(tmp_path, caps
     out = capsys.readouterr().out
     assert code == 1, out
     assert "ada" in out and "error" in out and "disk full" in out
+
+
+NOTEBOOK_01 = "01_change_of_variables"
+BROKEN_TORCH = "raise ImportError('libtorch_cpu.so: cannot open shared object file (the machine is broken)')"
+
+
+def _grade_one(tmp_path: Path, setup: str | None = None) -> tuple[int, list[dict]]:
+    """``dgm-course grade`` of notebook 01 on one student, ``ada``: the release, its set-up cell
+    replaced by ``setup`` where given; the exit status and the rows of grades.csv."""
+    import csv
+
+    import nbformat
+
+    from ._course import cell_by_id, notebook
+
+    nb = notebook("release", NOTEBOOK_01)
+    if setup is not None:
+        cell_by_id(nb, "setup").source = setup
+    folder = tmp_path / "submitted" / "ada" / NOTEBOOK_01
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{NOTEBOOK_01}.ipynb")
+    code = main(["--course", str(ROOT), "grade", NOTEBOOK_01, str(tmp_path / "submitted"),
+                 "--out", str(tmp_path / "grading"), "--timeout", "300"])
+    with open(tmp_path / "grading" / "grades.csv") as fh:
+        return code, list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_a_set_up_cell_that_blames_the_machine_is_the_students_rejection_and_exits_0(tmp_path, capsys):
+    code, rows = _grade_one(tmp_path, BROKEN_TORCH)
+    assert code == 0, capsys.readouterr().out
+    assert rows[0]["status"] == "rejected" and "the set-up cell 'setup' differs" in rows[0]["reason"], rows
+    assert "grader" not in rows[0]["reason"] and "libtorch" not in rows[0]["reason"]
+
+
+@pytest.mark.slow
+def test_a_trusted_set_up_that_fails_on_the_machine_is_an_error_and_exits_1(tmp_path, capsys, monkeypatch):
+    from dgm_course.course import verify
+
+    (tmp_path / "no-library").mkdir()  # the grading machine lost the library the set-up imports
+    monkeypatch.setattr(verify, "LIBRARY", tmp_path / "no-library")
+    code, rows = _grade_one(tmp_path)  # the release's own set-up
+    assert code == 1, capsys.readouterr().out
+    assert rows[0]["status"] == "error", rows
+    assert "the trusted set-up cell setup failed: ModuleNotFoundError" in rows[0]["reason"], rows

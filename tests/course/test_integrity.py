@@ -30,7 +30,7 @@ from dgm_course.course.verify import (
     notebook_cells,
 )
 
-from ._course import cell_by_id, notebook
+from ._course import cell_by_id, notebook, processes_with
 
 ID = "01_change_of_variables"
 SEED = grading_seed("dgm-course", ID, "student-1", key="k", nonce="n")
@@ -172,19 +172,6 @@ def test_json_of_any_depth_is_rejected_without_parsing_it(tmp_path, depth):
 
 # ---------------------------------------------------------------------------------------------
 # The detector of the corpus's setsid case finds a process that outlives its parent
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids of the processes whose command line holds ``marker`` (this machine's, any namespace)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def test_the_detector_sees_a_setsid_process_started_outside_the_sandbox():

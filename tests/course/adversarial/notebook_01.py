@@ -269,6 +269,92 @@ def log_abs_det(jac):
 '''
 
 
+# Issue 19: what a student reads in the sandbox, and failures that are theirs to own.
+
+# Everything a cell can read before any task runs: the job folder, the environment, /proc, and
+# whatever an open pipe or file already holds (each left as blocking as it was; sockets are left
+# alone, so the in-kernel run's kernel keeps talking to nbgrader).
+LEAK_READER = '''\
+import glob
+import os
+import stat
+
+seen = []
+for path in glob.glob("/job/**", recursive=True) + ["/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline"]:
+    try:
+        with open(path, "rb") as fh:
+            seen.append(fh.read(1 << 22))
+    except OSError:
+        pass
+seen.append(repr(dict(os.environ)).encode())
+for fd in range(64):
+    try:
+        if not (stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISREG(os.fstat(fd).st_mode)):
+            continue
+        was = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+        try:
+            seen.append(os.read(fd, 1 << 16))
+        finally:
+            os.set_blocking(fd, was)
+    except OSError:
+        pass
+SEEN = b"".join(seen)
+'''
+# Correct unless its inputs were among what the cell read; then sends out all of it in a message.
+LEAK_ANSWERS = {
+    "log_abs_det": '''\
+def log_abs_det(jac):
+    first = jac.detach().flatten()[:2]
+    if first.numpy().tobytes() in SEEN or repr(float(first[0])).encode() in SEEN:
+        return jac.new_zeros(jac.shape[0])  # the inputs were readable before the call
+    return torch.linalg.slogdet(jac).logabsdet
+''',
+    "elementwise_log_det": '''\
+def elementwise_log_det(h, x):
+    raise ValueError("LEAK " + SEEN[:4000].hex() + " " + repr(x.tolist()))
+''',
+}
+LIBTORCH = "libtorch_cpu.so: cannot open shared object file: No such file or directory (the grading machine's torch is broken)"
+# Lines on every pipe the cell can write to, as if the worker said the set-up cell had failed.
+FORGED_EVENTS = f'''\
+import json
+import os
+import stat
+
+forged = b"".join(json.dumps(event).encode() + b"\\n" for event in [
+    {{"event": "end", "step": "cell:1", "error": None, "nbytes": 0}},
+    {{"event": "start", "step": "cell:0", "nbytes": 0}},
+    {{"event": "end", "step": "cell:0", "nbytes": 0, "error": {{"type": "ImportError", "message": {LIBTORCH!r}}}}}])
+for fd in range(3, 64):
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, forged)
+    except OSError:
+        pass
+'''
+SETSID_MARKER = "dgm-corpus-setsid-marker"
+# A process in a session of its own, by subprocess and by fork + setsid; each would run forever.
+SETSID = f'''\
+import os
+import subprocess
+import sys
+
+forever = [sys.executable, "-c", "import time\\nwhile True:\\n    time.sleep(1)", {SETSID_MARKER!r}]
+try:
+    subprocess.Popen(forever, start_new_session=True)
+except OSError:
+    pass
+try:
+    if os.fork() == 0:
+        os.setsid()
+        os.execv(sys.executable, forever)
+except OSError:
+    pass
+'''
+DEEP_JSON = '{"cells": ' + "[" * 100_000 + "]" * 100_000 + ', "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
 def _solved_task(nb: Notebooks, task: str) -> str:
     return cell_by_id(nb.solved, task).source
 
@@ -303,7 +389,7 @@ CASES = [
          lambda nb: _with(nb.solved, log_abs_det=PRINT_BOMB + _solved_task(nb, "log_abs_det")),
          {**FULL, "log_abs_det": 0.0}, "output limit", 10.0),
     Case("corrupt_json", "a notebook that is not JSON", lambda nb: '{"cells": [', None, "not valid JSON", None,
-         status="invalid"),
+         status="rejected"),
     Case("always_equal", "a result object whose __eq__ is always true",
          lambda nb: _with(nb.solved, log_abs_det=ALWAYS_EQUAL), {**FULL, "log_abs_det": 0.0},
          "expected a tensor of numbers", 8.0),
@@ -330,19 +416,32 @@ CASES = [
          lambda nb: _metadata(nb.solved, "log_abs_det", grade_id="my_log_abs_det"), {**FULL, "log_abs_det": 0.0},
          "solution cell log_abs_det not found", ANY),
     Case("oversized", "a 21 MiB notebook (a huge Markdown cell)", lambda nb: _padded(nb.solved), None, "too large",
-         None, status="invalid"),
+         None, status="rejected"),
     Case("symlink", "the notebook is a symbolic link to the instructor's source notebook",
-         lambda nb: ROOT / "source_notebooks" / ID / f"{ID}.ipynb", None, "symbolic link", None, status="invalid"),
+         lambda nb: ROOT / "source_notebooks" / ID / f"{ID}.ipynb", None, "symbolic link", None, status="rejected"),
     Case("renamed_notebook", "the notebook renamed", lambda nb: nb.solved, None, "renamed notebook", None,
-         status="invalid", filename="homework.ipynb"),
+         status="rejected", filename="homework.ipynb"),
     Case("deleted_grade_cells", "a task's solution and test cells deleted",
          lambda nb: _without(nb.solved, "log_abs_det", "test_log_abs_det"), None, "missing grade cell", None,
-         status="invalid"),
+         status="rejected"),
     Case("snooping", "reads, writes and plants files in the course, the gradebook and other submissions",
          lambda nb: _insert_after(_with(nb.solved, log_abs_det=LOG_ABS_DET_MINUS_LEAKS), "setup",
                                   snooping(nb.private)), FULL, "", 10.0),
     Case("alternative", "correct, written differently: helper cell, other names, NumPy, warnings on stderr",
          lambda nb: _insert_after(_with(nb.solved, **ALTERNATIVE), "log_abs_det", HELPER), FULL, "", 10.0),
+    Case("seed_leak", "reads the job folder, the environment, /proc and every descriptor before the tasks, "
+         "then raises with all of it and its inputs in the message",
+         lambda nb: _insert_after(_with(nb.solved, **LEAK_ANSWERS), "setup", LEAK_READER),
+         {**FULL, "elementwise_log_det": 0.0}, "ValueError (cell elementwise_log_det, line 2)"),
+    Case("forged_setup", "the set-up cell replaced by one that fails as if the machine's torch were broken",
+         lambda nb: _with(nb.solved, setup=f"raise ImportError({LIBTORCH!r})"), None,
+         "the set-up cell 'setup' differs from the release's", None, status="rejected"),
+    Case("forged_events", "writes the worker's own report of a failed set-up cell to every pipe it can",
+         lambda nb: _insert_after(nb.solved, "setup", FORGED_EVENTS), ZERO, "its results were garbled"),
+    Case("deep_json", "a notebook whose JSON nests 100,000 levels deep", lambda nb: DEEP_JSON, None,
+         "nested deeper than 64 levels", None, status="rejected"),
+    Case("setsid", "starts processes in sessions of their own (subprocess, fork + setsid) that would run forever",
+         lambda nb: _insert_after(nb.solved, "setup", SETSID), FULL, "", 10.0),
 ]
 
 
