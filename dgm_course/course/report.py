@@ -41,12 +41,12 @@ def format_summary(rows: list[dict], csv: Path | str | None = None, width: int =
     Example:
         >>> rows = [{"student_id": "ada", "status": "graded", "reason": "", "score": 10.0, "max_score": 10.0,
         ...          "jacobian": 6.0, "log_det": 4.0, "flags": ""},
-        ...         {"student_id": "bob", "status": "invalid", "reason": "not valid JSON", "score": 0.0,
+        ...         {"student_id": "bob", "status": "rejected", "reason": "not valid JSON", "score": 0.0,
         ...          "max_score": 10.0, "jacobian": 0.0, "log_det": 0.0, "flags": ""}]
         >>> print(format_summary(rows, "grading/grades.csv"))
-        student  status   score / max  points per task
-        ada      graded      10 / 10   6 4
-        bob      invalid      0 / 10   0 0
+        student  status    score / max  points per task
+        ada      graded       10 / 10   6 4
+        bob      rejected      0 / 10   0 0
                  reason: not valid JSON
         tasks: jacobian, log_det
         every column: grading/grades.csv

@@ -605,7 +605,9 @@ class _Events:
         while not self.broken:
             nl = self.buf.find(b"\n", 0, 65536)
             if nl < 0:
-                self.broken = len(self.buf) >= 65536
+                if len(self.buf) >= 65536:
+                    self.broken = True
+                    return 0.0
                 break
             try:
                 head = json.loads(self.buf[:nl])
@@ -618,8 +620,10 @@ class _Events:
                 if not in_order or n < 0:
                     raise ValueError(step)
             except (ValueError, KeyError, TypeError):
-                self.broken = True  # forged, out of order or garbled: what came before still counts
-                break
+                # Forged, out of order or garbled: what came before still counts, and the run
+                # ends now (a deadline of 0): a worker waiting for inputs would wait in vain.
+                self.broken = True
+                return 0.0
             if len(self.buf) < nl + 1 + n:
                 break
             payload = bytes(self.buf[nl + 1: nl + 1 + n])
@@ -1002,10 +1006,10 @@ def _run_worker(spec, program, todo, frames, isolation, require):
             finished = events.started is None and all(t.task_id in outputs for t in left)
             if result.ok and not events.broken and finished:
                 break
-            if not result.ok:
-                why = result.describe()
-            elif events.broken:
+            if events.broken:  # first: the parent itself ended the run
                 why = "its results were garbled"
+            elif not result.ok:
+                why = result.describe()
             else:
                 why = "the process exited early (status 0)"
             culprit = events.started
