@@ -192,6 +192,41 @@ def test_a_per_step_deadline_from_watch_kills_earlier_than_the_total():
     assert r.timed_out and seen == [b"step 1\n"]
 
 
+@pytest.mark.parametrize("isolation", ["none", *([LEVEL] if LEVEL != "none" else [])])
+def test_the_outbox_answers_on_stdin_only_what_was_asked_for(isolation):
+    outbox = bytearray()
+
+    def watch(chunk):
+        if b"ask" in chunk:
+            outbox.extend(b"answer\n")
+        return None
+
+    r = py("""
+        import os, sys
+        os.set_blocking(0, False)
+        try:
+            early = os.read(0, 100)  # nothing is there before the question
+        except BlockingIOError:
+            early = b"nothing"
+        os.set_blocking(0, True)
+        print("ask", flush=True)
+        print(early.decode(), sys.stdin.readline().strip(), flush=True)
+    """, watch=watch, outbox=outbox, isolation=isolation)
+    assert r.ok and r.stdout == b"ask\nnothing answer\n", r
+
+
+def test_a_worker_that_never_reads_its_stdin_stops_nothing():
+    outbox = bytearray(b"x" * (4 << 20))  # far more than a pipe holds
+    r = py("""
+        import time
+        print("busy", flush=True)
+        while True:
+            time.sleep(0.1)
+    """, Limits(wall_s=3), outbox=outbox)
+    assert r.timed_out and r.stdout == b"busy\n" and 0 < len(outbox) < 4 << 20
+    assert r.wall_s < 10  # the wall clock ran while the pipe was full
+
+
 def test_memory_bomb_fails_inside_the_limit():
     r = py("""
         try:
