@@ -744,8 +744,8 @@ def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
 def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
     """The worker's files: its code, the cells, the probes' sources and the library; no seed, no
     input, no reference (those stay in the parent, see :class:`_Events`)."""
-    worker = "\n\n".join([f"NOT_NUMBERS = {NOT_NUMBERS!r}", *(inspect.getsource(f) for f in (_strip_magics, _worker_main)),
-                          "_worker_main()\n"])
+    parts = (inspect.getsource(f) for f in (_strip_magics, _worker_main))
+    worker = "\n\n".join([f"NOT_NUMBERS = {NOT_NUMBERS!r}", *parts, "_worker_main()\n"])
     (job / "worker.py").write_text(worker)
     tasks = [{"task_id": t.task_id, "probe_source": textwrap.dedent(inspect.getsource(t.probe)),
               "probe_name": t.probe.__name__} for t in spec.tasks]
