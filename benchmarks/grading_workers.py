@@ -64,6 +64,9 @@ class Run:
     key: str
 
 
+NONCE = "benchmark"  # every run of a benchmark: with its one key, each student's inputs are the same
+
+
 def timed_grade(course: Course, assignment_id: str, submitted: Path, out: Path, key: str | None,
                 **options) -> Run:
     """Grade ``submitted`` into a fresh ``out`` with grading key ``key`` (``None``: a new one), timed.
@@ -71,11 +74,11 @@ def timed_grade(course: Course, assignment_id: str, submitted: Path, out: Path, 
     The CPU time counts the grader's child processes once they have ended: everything grading
     started (threads' sandboxes, a LocalCluster's worker processes) has ended when it returns."""
     out.mkdir()
-    if key is not None:  # one key for all runs: the same seeds, so the same grades
+    if key is not None:  # one key (and one nonce) for all runs: the same seeds, so the same grades
         (out / "grading_key.txt").write_text(key)
     load = os.getloadavg()[0]
     wall, cpu = time.monotonic(), _cpu()
-    rows = grade(course, assignment_id, submitted, out, progress=False, log=lambda _: None, **options)
+    rows = grade(course, assignment_id, submitted, out, progress=False, log=lambda _: None, nonce=NONCE, **options)
     return Run(time.monotonic() - wall, _cpu() - cpu, load, rows, (out / "grading_key.txt").read_text())
 
 

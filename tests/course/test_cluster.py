@@ -23,7 +23,7 @@ from benchmarks.grading_workers import comparable
 from dgm_course.course import cluster
 from dgm_course.course.cli import main
 from dgm_course.course.config import CONFIG_FILE, Course, CourseError
-from dgm_course.course.grade import GRADED, grade
+from dgm_course.course.grade import GRADED, grade, reproduce
 
 from ._course import COURSE, ROOT
 from .process_support import still_running
@@ -71,13 +71,12 @@ def test_a_worker_killed_mid_batch_loses_no_student_and_the_grades_equal_the_loc
     submitted = _submissions(tmp_path / "submitted", BATCH)
     local = grade(COURSE, ASSIGNMENT, submitted, tmp_path / "local", workers=2, progress=False, log=lambda _: None)
     out = tmp_path / "cluster"
-    out.mkdir()
-    shutil.copy(tmp_path / "local" / "grading_key.txt", out / "grading_key.txt")  # the same seeds
 
     killer = _WorkerKiller(out)
     killer.start()
-    try:
-        rows = grade(COURSE, ASSIGNMENT, submitted, out, cluster="local:2", progress=False, log=lambda _: None)
+    try:  # the local run again (its key and nonce: the same seeds), on the cluster
+        rows = reproduce(COURSE, tmp_path / "local", submitted, out, cluster="local:2", progress=False,
+                         log=lambda _: None)
     finally:
         killer.stop.set()
         killer.join()

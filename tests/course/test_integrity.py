@@ -180,6 +180,9 @@ def test_the_detector_sees_a_setsid_process_started_outside_the_sandbox():
     marker = f"dgm-detector-{os.getpid()}"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker], start_new_session=True)
     try:
+        deadline = time.monotonic() + 30  # until the child has exec'd (its command line is pytest's before)
+        while not processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert processes_with(marker) == [proc.pid]
     finally:
         proc.kill()
