@@ -24,7 +24,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from .config import Course, CourseError, execution_env, nbgrader_api
 
 __all__ = ["MACHINE_DEPENDENT_TAG", "generate", "build", "check", "machine_dependence", "notebook_differences",
-           "solution_errors"]
+           "output_texts", "solution_errors"]
 
 
 #: The one rule for output that depends on the machine, its load or the clock (timings, memory,
@@ -73,10 +73,15 @@ def machine_dependence(notebook: dict, calls: bool = True, outputs: bool = True)
         if call:
             found.append(f"{where} calls {call[0].strip()} but is not tagged {tag!r}")
         for out in cell.get("outputs", []) if outputs else []:
-            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
-            for match in filter(None, (_MACHINE_TEXT.search(_text(text)) for text in texts)):
+            for match in filter(None, (_MACHINE_TEXT.search(text) for text in output_texts(out))):
                 found.append(f"{where} prints {match[0]!r}, which depends on the machine, but is not tagged {tag!r}")
     return found
+
+
+def output_texts(output: dict) -> list[str]:
+    """The text an output shows a reader: its stream text and every ``text/*`` representation."""
+    texts = [output.get("text", "")] + [v for k, v in output.get("data", {}).items() if k.startswith("text/")]
+    return [_text(text) for text in texts]
 
 
 def _text(value: str | list[str]) -> str:

@@ -58,12 +58,10 @@ def format_summary(rows: list[dict], csv: Path | str | None = None, width: int =
     lines = []
     for line, row in zip(table.splitlines()[1:], rows):
         lines.append(line)
-        if row.get("reason"):
-            lines += textwrap.wrap(f"reason: {row['reason']}", width, initial_indent=" " * 9,
-                                   subsequent_indent=" " * 11, max_lines=3)
-        if row.get("flags"):
-            lines += textwrap.wrap(f"flags: {row['flags']}", width, initial_indent=" " * 9,
-                                   subsequent_indent=" " * 11, max_lines=3)
+        for note in ("reason", "flags"):
+            if row.get(note):
+                lines += textwrap.wrap(f"{note}: {row[note]}", width, initial_indent=" " * 9,
+                                       subsequent_indent=" " * 11, max_lines=3)
     lines = [table.splitlines()[0], *lines]
     if tasks:
         lines += textwrap.wrap("tasks: " + ", ".join(tasks), width, subsequent_indent="  ")

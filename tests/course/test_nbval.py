@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from dgm_course.course.build import output_texts
 from dgm_course.course.config import execution_env
 
 from ._course import ASSIGNMENT_IDS, COURSE, ROOT, notebook
@@ -38,8 +39,7 @@ def test_sanitizer_is_for_addresses_and_timings_only():
 def test_sanitizer_leaves_every_committed_output_as_it_is(assignment_id):
     for cell in notebook("solution", assignment_id).cells:
         for out in cell.get("outputs", []):
-            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
-            for text in texts:
+            for text in output_texts(out):
                 for name, pattern in _patterns().items():
                     assert not pattern.search(text), f"{cell.id}: {name!r} would hide {pattern.search(text)[0]!r}"
 
