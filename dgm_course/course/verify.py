@@ -28,9 +28,14 @@ student code:
    map, so a self-consistent wrong flow (the identity with log-det 0) fails. Tolerances are
    explicit per check.
 4. **No reference answers.** A task answered with the library's reference implementation earns
-   0 with a reason: statically (imports and attribute chains of student code that resolve to a
-   name the spec forbids) and at run time (the spec's ``hidden`` modules and objects are removed
-   from the worker's copy of ``dgm_course``, which never contains the grader or the specs).
+   0 with a reason: statically (imports and attribute chains of student code, all its cells read
+   together with the set-up's imports, that resolve to a name the spec forbids) and at run time
+   (the spec's ``hidden`` modules and objects are removed from the worker's copy of
+   ``dgm_course``, which never contains the grader or the specs; a removed class or function
+   leaves only a stand-in that raises). ``hidden`` must cover every forbidden name
+   (:func:`_check_hidden`), so no path the static check misses (``getattr`` with a computed
+   string, ``Flow.__subclasses__()``, ``gc``) reaches a reference: probes build what they need
+   without it. A cell too deeply nested for ``ast`` costs the tasks that forbid names.
 
 A step that kills the worker (``os._exit``, a loop ignoring signals, a memory bomb, an output
 bomb) fails only the cell or task it was in: the worker is restarted without it, within the
@@ -230,6 +235,7 @@ def load_spec(assignment_id: str) -> AssignmentSpec:
             raise
         raise SpecError(f"no verification spec for {assignment_id!r}: write dgm_course/course/specs/"
                         f"{assignment_id}.py") from None
+    _check_hidden(module.SPEC)
     return module.SPEC
 
 
@@ -240,7 +246,6 @@ def check_spec(spec: AssignmentSpec | str, source_notebook) -> AssignmentSpec:
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
     _check_spec(spec, notebook_cells(_read_notebook(source_notebook)))
-    _hidden_parts(spec.hidden)
     return spec
 
 
@@ -352,6 +357,7 @@ def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
 
 
 def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
+    _check_hidden(spec)
     ids = {c.grade_id: c for c in source if c.grade_id}
     for t in spec.tasks:
         for sid in t.solution_ids:
@@ -381,76 +387,162 @@ def _parse(source: str) -> ast.Module:
         return ast.parse(source)
 
 
-def _used_names(code: str) -> list[tuple[str, int]]:
-    """Dotted names (``dgm_course.flows.Planar``) that the code imports or reaches, with lines."""
+class UnreadableCell(ValueError):
+    """Student code that the static check cannot parse although it may be Python: nested too deeply
+    for ``ast`` (RecursionError, MemoryError). The submission's fault, never the grader's."""
+
+
+@dataclass
+class _Bindings:
+    """What the student's import statements bind, all cells together: a name -> the ``dgm_course``
+    objects or modules it may denote (an import in one cell serves every later cell, and the
+    functions of earlier ones called later), and the ``dgm_course`` modules imported with ``*``.
+    Only names that denote something of the library are kept, so their number stays bounded."""
+
+    alias: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    star: set[str] = dataclasses.field(default_factory=set)
+
+    def bind(self, name: str, dotted: str) -> None:
+        if _resolve(dotted) is not None:
+            self.alias.setdefault(name, set()).add(dotted)
+
+
+def _student_tree(code: str) -> ast.Module | None:
+    """The AST of a student cell; None for a syntax error (it cannot run either).
+
+    Raises :class:`UnreadableCell` for code nested too deeply for ``ast`` (a 100,000-deep
+    attribute chain): the cell's fault, which :func:`_reference_use` charges to the student.
+    """
     try:
-        tree = _parse(_strip_magics(code))
+        return _parse(_strip_magics(code))
     except SyntaxError:
-        return []  # it cannot run either
-    alias: dict[str, str] = {}
-    star: list[str] = []
+        return None
+    except (RecursionError, MemoryError) as exc:
+        raise UnreadableCell(type(exc).__name__) from None
+
+
+def _imports(tree: ast.Module, bindings: _Bindings) -> list[tuple[str, int]]:
+    """The dotted names ``tree`` imports (and ``dgm_course...`` strings), with lines; records what
+    each import binds in ``bindings``."""
     used: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 used.append((a.name, node.lineno))
-                alias[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                bindings.bind(a.asname or a.name.split(".")[0], a.name if a.asname else a.name.split(".")[0])
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for a in node.names:
                 if a.name == "*":
-                    star.append(node.module)
+                    if inspect.ismodule(_resolve(node.module)):
+                        bindings.star.add(node.module)
                     continue
                 used.append((f"{node.module}.{a.name}", node.lineno))
-                alias[a.asname or a.name] = f"{node.module}.{a.name}"
+                bindings.bind(a.asname or a.name, f"{node.module}.{a.name}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("dgm_course"):
             used.append((node.value, node.lineno))  # importlib.import_module("dgm_course....")
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Attribute, ast.Name)):
-            parts = []
-            cur = node
-            while isinstance(cur, ast.Attribute):
-                parts.append(cur.attr)
-                cur = cur.value
-            if isinstance(cur, ast.Name):
-                bases = [alias[cur.id]] if cur.id in alias else [f"{m}.{cur.id}" for m in star]
-                for base in bases:
-                    used.append((".".join([base, *reversed(parts)]), node.lineno))
     return used
+
+
+def _reached(tree: ast.Module, bindings: _Bindings) -> list[tuple[str, int]]:
+    """The dotted names that the names and attribute chains of ``tree`` reach through ``bindings``:
+    whole chains only (``a.b.c``, not also ``a.b``; :func:`_reference_use` checks each prefix),
+    walked without recursion, so a chain of any depth costs its length."""
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    used: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Attribute, ast.Name)) or id(node) in inner:
+            continue
+        parts = []
+        cur = node
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Name):
+            bases = bindings.alias.get(cur.id) or {f"{m}.{cur.id}" for m in bindings.star}
+            for base in sorted(bases):
+                used.append((".".join([base, *reversed(parts)]), node.lineno))
+    return used
+
+
+def _names_by_cell(cells: list[tuple[str, str]], setup: tuple[str, ...] = ()) -> list[tuple[str, list[tuple[str, int]]]]:
+    """Each cell's label with the dotted names it imports or reaches, the student's cells read
+    together: a name imported in one cell counts wherever it is used, and so does a name the
+    trusted ``setup`` cells import (notebook 07's ``PixelCNNDecoder``). Raises
+    :class:`UnreadableCell` (its message names the cell) for a student cell ``ast`` cannot read."""
+    bindings = _Bindings()
+    for code in setup:
+        _imports(_parse(_strip_magics(code)), bindings)
+    trees, imported = [], []
+    for label, code in cells:
+        try:
+            tree = _student_tree(code)
+        except UnreadableCell as exc:
+            raise UnreadableCell(f"{label} is nested too deeply to be read ({exc})") from None
+        trees.append(tree)
+        imported.append(_imports(tree, bindings) if tree is not None else [])
+    return [(label, imported[k] + (_reached(tree, bindings) if tree is not None else []))
+            for k, ((label, _), tree) in enumerate(zip(cells, trees))]
+
+
+def _used_names(code: str) -> list[tuple[str, int]]:
+    """Dotted names (``dgm_course.flows.Planar``) that one cell imports or reaches, with lines."""
+    return _names_by_cell([("", code)])[0][1]
+
+
+def _prefixes(dotted: str):
+    """Each prefix of a ``dgm_course`` dotted name with the object it denotes in the grader, up to
+    the first prefix that denotes nothing (one attribute or import per part: no recursion)."""
+    parts = dotted.split(".")
+    if parts[0] != "dgm_course":
+        return
+    obj = importlib.import_module("dgm_course")
+    yield "dgm_course", obj
+    for k in range(1, len(parts)):
+        if inspect.ismodule(obj) and not obj.__name__.startswith("dgm_course"):
+            return  # torch, NumPy...: no forbidden name lies beyond
+        nxt = getattr(obj, parts[k], None)
+        if nxt is None and inspect.ismodule(obj) and hasattr(obj, "__path__"):
+            try:
+                nxt = importlib.import_module(f"{obj.__name__}.{parts[k]}")
+            except Exception:  # noqa: BLE001 - no such submodule (or not importable)
+                nxt = None
+        if nxt is None:
+            return
+        obj = nxt
+        yield ".".join(parts[: k + 1]), obj
 
 
 def _resolve(dotted: str):
     """The object a ``dgm_course`` dotted name denotes in the grader, or None."""
-    if dotted != "dgm_course" and not dotted.startswith("dgm_course."):
-        return None
-    parts = dotted.split(".")
-    for k in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:k]))
-        except Exception:  # noqa: BLE001 - not a module (or not importable): try a shorter prefix
-            continue
-        for attr in parts[k:]:
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                return None
-        return obj
-    return None
+    found = None
+    for prefix, obj in _prefixes(dotted):
+        found = obj if prefix == dotted else None
+    return found
 
 
-def _forbidden_use(task: Task, student_cells: list[tuple[str, str]]) -> str | None:
+def _reference_use(task: Task, used: list[tuple[str, list[tuple[str, int]]]]) -> str | None:
+    """Why ``task`` earns nothing if student code (``used``: :func:`_names_by_cell`) imports or
+    reaches a name it forbids, by its name or any other path to the same object; else None."""
     if not task.forbidden:
         return None
     targets = {f: _resolve(f) for f in task.forbidden}
-    for label, code in student_cells:
-        for name, line in _used_names(code):
-            for f, obj in targets.items():
-                hit = name == f or name.startswith(f + ".")
-                if not hit and obj is not None:
-                    got = _resolve(name)
-                    hit = got is obj or (inspect.ismodule(obj) and inspect.getmodule(got) is obj)
-                if hit:
-                    return (f"uses the library's reference {f} (line {line} of {label}); this task asks "
-                            f"you to write it yourself, so it earns no points")
+    for label, names in used:
+        for name, line in names:
+            for f in _forbidden_among(name, targets):
+                return (f"uses the library's reference {f} (line {line} of {label}); this task asks "
+                        f"you to write it yourself, so it earns no points")
     return None
+
+
+def _forbidden_among(name: str, targets: dict[str, object]) -> list[str]:
+    """The forbidden names (``targets``: name -> its object) that ``name`` or a prefix of it denotes."""
+    hits = [f for f in targets if name == f or name.startswith(f + ".")]
+    for _, got in ([] if hits else _prefixes(name)):
+        hits = [f for f, obj in targets.items()
+                if obj is not None and (got is obj or (inspect.ismodule(obj) and inspect.getmodule(got) is obj))]
+        if hits:
+            break
+    return hits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,11 +756,52 @@ def _hidden_parts(hidden: tuple[str, ...]) -> dict[str, set[str] | None]:
     return out
 
 
+def _check_hidden(spec: AssignmentSpec) -> None:
+    """Every name a task forbids must be missing from the worker's library (in the spec's
+    ``hidden``): a forbidden name left there is reachable at run time by a path the static check
+    cannot see (``getattr(module, "Com" + "pose")``, ``Flow.__subclasses__()``). Raises
+    :class:`SpecError` where one is not, so a new spec cannot leave a reference in reach."""
+    parts = _hidden_parts(spec.hidden)
+    for t in spec.tasks:
+        for dotted in t.forbidden:
+            if not _is_hidden(dotted, parts):
+                raise SpecError(f"task {t.task_id}: the forbidden name {dotted!r} is not hidden from the worker "
+                                "(add it, or its module, to the spec's hidden; probes build what they need "
+                                "without it)")
+
+
+def _is_hidden(dotted: str, parts: dict[str, set[str] | None]) -> bool:
+    """Whether the worker's library, with ``parts`` (:func:`_hidden_parts`) removed, lacks ``dotted``."""
+    obj = _resolve(dotted)
+    if inspect.ismodule(obj):
+        return obj.__name__ in parts and parts[obj.__name__] is None
+    module = str(getattr(obj, "__module__", ""))
+    if obj is None or not module.startswith("dgm_course."):
+        raise SpecError(f"forbidden name {dotted!r} is not a dgm_course module or object")
+    return module in parts and (parts[module] is None or obj.__qualname__.split(".")[0] in parts[module])
+
+
+_UNAVAILABLE = " is not available while grading: write it yourself"
+
+
+def _unavailable(module: str, name: str) -> ast.ClassDef:
+    """A stand-in for a removed definition: a class of that name that holds none of its code and
+    whose every use (a call, an instance, an instance of a subclass) raises the AttributeError
+    that says why. ``from module import name`` keeps working where the library itself or a trusted
+    set-up cell imports the name, and ``class GlowStep(Compose)`` still defines a (useless) class."""
+    text = (f"class {name}:\n"
+            f"    {'Not available while grading: the task asks you to write it yourself.'!r}\n\n"
+            f"    def __new__(cls, *args, **kwargs):\n"
+            f"        raise AttributeError({module + '.' + name + _UNAVAILABLE!r})\n")
+    return _parse(text).body[0]
+
+
 def _without(source: str, module: str, names: set[str] | None) -> str:
     """``source`` with the top-level definitions of ``names`` removed (all of it for ``None``).
 
-    The removed code is not in the worker's files at all, so it cannot be read either; the module
-    answers the removed names with an AttributeError that says why.
+    The removed code is not in the worker's files at all, so it cannot be read either: a removed
+    function or class leaves a stand-in of its name (:func:`_unavailable`), out of ``__all__``, and
+    the module answers other removed names with an AttributeError that says why.
     """
     if names is None:
         body, names = '"""Not available while grading: the task asks you to write it yourself."""\n__all__ = []\n', None
@@ -677,6 +810,7 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
         kept = []
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+                kept.append(_unavailable(module, node.name))
                 continue
             targets = node.targets if isinstance(node, ast.Assign) else \
                 [node.target] if isinstance(node, ast.AnnAssign) else []
@@ -692,7 +826,7 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
     return body + (
         "\n\ndef __getattr__(name):\n"
         f"    if {which}:\n"
-        f"        raise AttributeError(f'{module}.{{name}} is not available while grading: write it yourself')\n"
+        f"        raise AttributeError(f'{module}.{{name}}{_UNAVAILABLE}')\n"
         f"    raise AttributeError(f\"module '{module}' has no attribute {{name!r}}\")\n")
 
 
@@ -768,7 +902,7 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 # (see :func:`_describe`): a student's message text never does, so no message can carry out what
 # student code read in the worker.
 NOT_NUMBERS = "expected a tensor of numbers, got an object of another kind"
-_HIDDEN_NAME = re.compile(r"[\w.]+ is not available while grading: write it yourself")
+_HIDDEN_NAME = re.compile(r"[\w.]+" + re.escape(_UNAVAILABLE))
 _BUILTIN_EXCEPTIONS = frozenset(name for name, obj in vars(builtins).items()
                                 if isinstance(obj, type) and issubclass(obj, BaseException))
 _NAME_ERROR = re.compile(r"name '([A-Za-z_]\w*)' is not defined")
@@ -912,14 +1046,16 @@ def verify_submission(
         return _finish(spec, {t.task_id: (0.0, [], [], f"the notebook could not be read ({type(exc).__name__})")
                               for t in spec.tasks}, in_kernel, "not run")
     program, missing = _program(spec, source, submitted)
-    student_code = [(label, src) for kind, label, _, src in program if kind == "student"]
+    used, unreadable = _student_names(program)
     settled: dict[str, tuple[float, list, list, str]] = {}
     for t in spec.tasks:
         gone = [sid for sid in t.solution_ids if sid in missing]
         if gone:
             settled[t.task_id] = (0.0, [], [], f"solution cell {', '.join(gone)} not found in the submission "
                                                "(deleted, or its nbgrader metadata changed)")
-        elif (why := _forbidden_use(t, student_code)) is not None:
+        elif unreadable is not None and t.forbidden:
+            settled[t.task_id] = (0.0, [], [], unreadable)
+        elif (why := _reference_use(t, used)) is not None:
             settled[t.task_id] = (0.0, [], [], why)
     todo = [t for t in spec.tasks if t.task_id not in settled]
     if not todo:
@@ -942,6 +1078,17 @@ def verify_submission(
         points, passed, failed = _run_checks(t, got["arrays"], t.expect(inputs[t.task_id]))
         settled[t.task_id] = (points, passed, failed, "; ".join(cell_notes + failed) or "all checks passed")
     return _finish(spec, settled, in_kernel, level)
+
+
+def _student_names(program) -> tuple[list[tuple[str, list[tuple[str, int]]]], str | None]:
+    """The names the student's cells of ``program`` use (:func:`_names_by_cell`), and, for a cell
+    ``ast`` cannot read, the reason that costs every task with forbidden names (None otherwise)."""
+    try:
+        return _names_by_cell([(label, src) for kind, label, _, src in program if kind == "student"],
+                              tuple(src for kind, _, _, src in program if kind == "setup")), None
+    except UnreadableCell as exc:
+        return [], (f"cell {exc} by the check for the library's references: a task that forbids them "
+                    "cannot be verified, so it earns no points")
 
 
 def _explain(error: str | dict | None, cells: dict[str, int], task: Task, names: set[str]) -> str:

@@ -182,6 +182,8 @@ def expect_free_bits(inputs: dict) -> dict:
                             lambda i, kl: float(kl.sum(dim=1).mean() > lam[i]))
 
 
+# The mask itself and what holds one: all hidden too (the set-up cell's import of PixelCNNDecoder
+# gets the worker's stand-in, which cannot be instantiated).
 REFERENCES_MASK = ("dgm_course.vae.causal_mask", "dgm_course.vae.MaskedConv2d", "dgm_course.vae.PixelCNNDecoder",
                    "dgm_course.vae.receptive_field")
 
@@ -213,7 +215,7 @@ SPEC = AssignmentSpec(
     ),
     # Only the imports: the locked cells after it load data and train five VAEs.
     setup_ids=("setup",),
-    hidden=("dgm_course.vae.causal_mask", "dgm_course.vae.receptive_field", "dgm_course.vae.active_units",
+    hidden=(*REFERENCES_MASK, "dgm_course.vae.active_units",
             "dgm_course.objectives.kl_annealing", "dgm_course.objectives.free_bits_kl",
             "dgm_course.objectives.vae_loss"),
     wall_seconds=180,
