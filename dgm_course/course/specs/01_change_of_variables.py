@@ -7,11 +7,16 @@ answer to them.
 
 Tolerances: the student's code sees float64 inputs; 1e-8 (absolute and relative) is far above
 float64 round-off of these O(1)-O(100) quantities and far below any conceptual error (a missing
-log-det term or a sign error moves a value by O(0.1) or more). The tiny-determinant and m = 2000
-checks use relative 1e-10 on values of order 1e3, as the notebook's hidden tests do.
+log-det term or a sign error moves a value by O(0.1) or more). The tiny-determinant and m = 200,000
+checks use relative 1e-10 on values of order 1e3 to 1e5, as the notebook's hidden tests do.
+
+Task 4 asks for O(m) and never the m x m Jacobian: its wide check runs at m = 200,000, where a dense
+answer cannot finish (see ``WIDE``).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -114,9 +119,19 @@ def expect_log_abs_det(inputs: dict) -> dict:
 
 # Task 4: elementwise log-det in O(m) ----------------------------------------------------------
 
+# The task says: O(m) per sample, never the m x m Jacobian. At m = WIDE an m x m Jacobian of float64
+# takes 8 m^2 bytes = 320 GB per sample (the worker may allocate 4 GiB), and its m backward passes
+# take minutes (the task may take 10 s), while one backward pass takes milliseconds: a dense
+# answer (autograd Jacobian, then slogdet or its diagonal) cannot finish, and the task earns 0.
+WIDE = 200_000
+# What probe_elementwise says when the wide call fails (feedback quotes it: a fixed text).
+TOO_WIDE = ("elementwise_log_det failed with m = 200000, where an m x m Jacobian (320 GB per sample) cannot "
+            "be built: get every h'(x_i) from one backward pass, in O(m)")
+
+
 def draw_elementwise(rng: np.random.Generator) -> dict:
     return {"x": 3.0 * rng.normal(size=(9, 6)), "c": rng.uniform(0.05, 0.2, size=()),
-            "x_wide": rng.normal(size=(2, 2000))}
+            "x_wide": rng.normal(size=(2, WIDE))}
 
 
 def probe_elementwise(ns, inputs):
@@ -124,8 +139,13 @@ def probe_elementwise(ns, inputs):
 
     c = float(inputs["c"])
     f = ns["elementwise_log_det"]
-    return {"decreasing": f(lambda v: -v - v**3 / 3 + c * torch.sin(v), torch.from_numpy(inputs["x"])),
-            "wide": f(torch.sinh, torch.from_numpy(inputs["x_wide"]))}
+    out = {"decreasing": f(lambda v: -v - v**3 / 3 + c * torch.sin(v), torch.from_numpy(inputs["x"]))}
+    try:
+        out["wide"] = f(torch.sinh, torch.from_numpy(inputs["x_wide"]))
+    except Exception:  # out of memory, or anything else the m x m Jacobian runs into at this size
+        raise RuntimeError("elementwise_log_det failed with m = 200000, where an m x m Jacobian (320 GB per "
+                           "sample) cannot be built: get every h'(x_i) from one backward pass, in O(m)") from None
+    return out
 
 
 def expect_elementwise(inputs: dict) -> dict:
@@ -156,8 +176,9 @@ SPEC = AssignmentSpec(
              probe_elementwise, expect_elementwise,
              (Check("log-det of a decreasing elementwise map (grader's autograd)", "decreasing", "decreasing", 1,
                     TOL, TOL),
-              Check("log-det of sinh with m = 2000", "wide", "wide", 1, TOL, 1e-10)),
-             forbidden=("dgm_course.jacobian.jacobian_log_det", "dgm_course.jacobian.batch_jacobian")),
+              Check("log-det of sinh with m = 200,000, in O(m) (no m x m Jacobian)", "wide", "wide", 1, TOL, 1e-10)),
+             forbidden=("dgm_course.jacobian.jacobian_log_det", "dgm_course.jacobian.batch_jacobian"),
+             messages=(re.escape(TOO_WIDE),)),
     ),
     # Only the imports: the locked demo cells plot, time and sample 200k points.
     setup_ids=("setup",),
