@@ -6,14 +6,21 @@ Each scenario grades a whole notebook in the sandbox (seconds: the worker import
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
+import inspect
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 from dgm_course.course import sandbox
@@ -22,18 +29,25 @@ from dgm_course.course.verify import (
     SetupError,
     SpecError,
     _load_outputs,
+    _names_by_cell,
+    _reference_use,
+    _resolve,
+    check_spec,
     load_spec,
     _used_names,
     _worker_library,
+    _worker_sys_path,
     grading_seed,
     gradebook_scores,
     verify_submission,
 )
 
+from ._verify import with_answers
 from .verify_fixtures import exercise as ex
 from .verify_fixtures.spec_exercise import SPEC
 
 SEED = grading_seed("dgm", "exercise", "student-1")
+ASSIGNMENTS = sorted(p.stem for p in (LIBRARY / "course" / "specs").glob("[0-9]*.py"))
 FULL = {"planar": 2.0, "sigmoid": 2.0, "jacobian": 2.0}
 ZERO = {"planar": 0.0, "sigmoid": 0.0, "jacobian": 0.0}
 ALL_TESTS_PASSED_IN_KERNEL = {"planar_tests": 2, "sigmoid_tests": 2, "jacobian_tests": 2}
@@ -201,6 +215,8 @@ def graded(course_tree):
         nb01 = json.loads(NOTEBOOK_01.read_text())
         jobs["01 solution"] = ("01_change_of_variables", nb01, nb01, {})
         jobs["01 release"] = ("01_change_of_variables", ex.blank(nb01), nb01, {})
+        jobs["01 dense elementwise"] = ("01_change_of_variables",
+                                        with_answers(nb01, {"elementwise_log_det": DENSE_ELEMENTWISE}), nb01, {})
     broken = ex.source_notebook()
     broken.cells[1].source += "raise RuntimeError('no torch on this grading machine')\n"
     jobs["broken setup"] = (SPEC, ex.submission(), broken, {})
@@ -351,6 +367,100 @@ def test_the_seed_is_the_graders_and_stable():
     assert json.loads(json.dumps(SEED)) == SEED
 
 
+@pytest.mark.parametrize("cells, setup, name", [
+    # an alias imported in one cell, used in a later one and in a function of an earlier one
+    ([("a", "import dgm_course.flows as F"), ("b", "F.Compose([])")], (), "dgm_course.flows.Compose"),
+    ([("a", "def f(x):\n    return J.batch_jacobian(g, x)"), ("b", "from dgm_course import jacobian as J")], (),
+     "dgm_course.jacobian.batch_jacobian"),
+    ([("a", "from dgm_course.vae import *"), ("b", "MaskedConv2d(1, 1, 3, 'A')")], (), "dgm_course.vae.MaskedConv2d"),
+    # a name the trusted set-up cell imports
+    ([("a", "PixelCNNDecoder(2).convs[0].mask")], ("from dgm_course.vae import VAE, PixelCNNDecoder",),
+     "dgm_course.vae.PixelCNNDecoder"),
+])
+def test_static_detection_reads_the_cells_together(cells, setup, name):
+    used = [n for _, names in _names_by_cell(cells, setup) for n, _ in names]
+    assert name in used, used
+
+
+def test_static_detection_of_a_reference_behind_a_long_chain():
+    spec = load_spec("02_composition")
+    used = _names_by_cell([("a", "import dgm_course as d"),
+                           ("b", "f = d.flows.base" + ".__dict__" * 900 + "\ng = d.flows.base.Compose\n")])
+    assert "dgm_course.flows.Compose (line 2 of b)" in _reference_use(spec.tasks[0], used)
+
+
+def test_a_cell_too_deep_for_ast_costs_the_tasks_that_forbid_names_not_the_grader():
+    deep = "x = 0\n" + "x" + ".real" * 100_000 + "\n"
+    verdicts = verify_submission(SPEC, ex.submission({"planar_solution": deep + ex.SOLUTIONS["planar_solution"]}),
+                                 ex.source_notebook(), seed=SEED)
+    assert points(verdicts) == ZERO  # every task of the exercise forbids a name
+    assert all("cell planar_solution is nested too deeply to be read (RecursionError)" in v.reason
+               for v in verdicts), reasons(verdicts)
+    assert {v.isolation for v in verdicts} == {"not run"}
+
+
+def test_a_spec_that_leaves_a_forbidden_name_in_reach_is_refused(monkeypatch):
+    leaky = dataclasses.replace(SPEC, hidden=("dgm_course.flows.residual", "dgm_course.jacobian"))
+    with pytest.raises(SpecError, match="'dgm_course.flows.Sigmoid' is not hidden"):
+        check_spec(leaky, ex.source_notebook())
+    with pytest.raises(SpecError, match="'dgm_course.flows.Sigmoid' is not hidden"):
+        verify_submission(leaky, ex.submission(), ex.source_notebook(), seed=SEED)
+    module = importlib.import_module("dgm_course.course.specs.02_composition")
+    monkeypatch.setattr(module, "SPEC", dataclasses.replace(module.SPEC, hidden=module.SPEC.hidden[1:]))
+    with pytest.raises(SpecError, match="'dgm_course.flows.Compose' is not hidden"):
+        load_spec("02_composition")
+
+
+def _definitions(path: Path) -> dict[str, ast.stmt]:
+    return {node.name: node for node in ast.parse(path.read_text()).body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
+@pytest.mark.parametrize("assignment_id", ASSIGNMENTS)
+def test_no_forbidden_reference_is_in_the_workers_library(assignment_id, tmp_path):
+    """Every name a spec forbids is, in the worker's copy of the library, a whole module emptied or
+    a stand-in class that holds no code but a ``__new__`` that raises."""
+    spec = load_spec(assignment_id)
+    _worker_library(tmp_path, spec.hidden)
+    for dotted in {f for t in spec.tasks for f in t.forbidden}:
+        obj = _resolve(dotted)
+        module = obj if inspect.ismodule(obj) else importlib.import_module(obj.__module__)
+        path = tmp_path / Path(module.__file__).relative_to(LIBRARY.parent)
+        found = _definitions(path)
+        if inspect.ismodule(obj):
+            assert set(found) == {"__getattr__"} and "__all__ = []" in path.read_text(), dotted
+            continue
+        stand_in = found[obj.__name__]
+        assert isinstance(stand_in, ast.ClassDef) and not stand_in.bases, dotted
+        assert [type(n) for n in stand_in.body] == [ast.Expr, ast.FunctionDef], dotted
+        assert stand_in.body[1].name == "__new__" and isinstance(stand_in.body[1].body[0], ast.Raise), dotted
+
+
+def test_a_stand_in_raises_on_every_use_and_keeps_imports_working(tmp_path):
+    _worker_library(tmp_path, ("dgm_course.flows.Compose", "dgm_course.vae.PixelCNNDecoder"))
+    # as the worker does: no site, the library copy first, no folder that holds the real library
+    code = f"import sys\nsys.path[:] = {[str(tmp_path), *_worker_sys_path()]!r}\n" + """
+import pytest
+import dgm_course
+assert dgm_course.__file__.startswith(sys.path[0])
+from dgm_course.flows import Affine
+from dgm_course.flows.coupling import realnvp
+from dgm_course.flows.glow import GlowStep
+from dgm_course.vae import PixelCNNDecoder
+import dgm_course.flows
+import dgm_course.flows.base as base
+assert not hasattr(dgm_course.flows, "Compose")
+assert not issubclass(base.Compose, base.Flow) and "Compose" not in [c.__name__ for c in base.Flow.__subclasses__()]
+for use in (lambda: base.Compose([Affine(2)]), lambda: realnvp(2), lambda: GlowStep(4, 8, (2, 2)),
+            lambda: PixelCNNDecoder(2)):
+    with pytest.raises(AttributeError, match="is not available while grading: write it yourself"):
+        use()
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-s", "-S", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr[-3000:]
+
+
 def test_the_workers_library_holds_no_grader_and_no_hidden_reference(tmp_path):
     _worker_library(tmp_path, ("dgm_course.jacobian.batch_jacobian", "dgm_course.flows.residual"))
     lib = tmp_path / "dgm_course"
@@ -362,6 +472,34 @@ def test_the_workers_library_holds_no_grader_and_no_hidden_reference(tmp_path):
     assert "'batch_jacobian'" not in jacobian.split("__all__")[1].split("]")[0]
     compile(jacobian, "jacobian.py", "exec")
     assert "class Planar" not in (lib / "flows" / "residual.py").read_text()
+
+
+# Issue 20: notebook 01's Task 4 says O(m), never the m x m Jacobian. This answer builds it with
+# autograd and takes its slogdet; it scored full marks at m = 2000.
+DENSE_ELEMENTWISE = """\
+def elementwise_log_det(h, x):
+    one = lambda v: h(v[None])[0]
+    jac = torch.stack([torch.autograd.functional.jacobian(one, xi, vectorize=True) for xi in x.detach()])
+    return torch.linalg.slogdet(jac).logabsdet
+"""
+
+
+def test_the_dense_elementwise_answer_is_right_where_it_fits():
+    """The answer is correct at small m: its 0 below is the cost rule's doing."""
+    namespace = {"torch": torch}
+    exec(DENSE_ELEMENTWISE, namespace)
+    x = torch.randn(3, 50, dtype=torch.float64)
+    assert torch.allclose(namespace["elementwise_log_det"](torch.sinh, x), torch.log(torch.cosh(x)).sum(1),
+                          rtol=1e-12, atol=0)
+
+
+@pytest.mark.skipif(not NOTEBOOK_01.exists(), reason="notebook 01 not in this checkout")
+def test_notebook_01_building_the_m_by_m_jacobian_earns_nothing(graded):
+    too_wide = importlib.import_module("dgm_course.course.specs.01_change_of_variables").TOO_WIDE
+    verdicts = {v.task_id: v for v in graded["01 dense elementwise"]}
+    assert {t: v.points for t, v in verdicts.items()} == {
+        "log_prob_transformed": 3, "batch_jacobian": 3, "log_abs_det": 2, "elementwise_log_det": 0}
+    assert f"RuntimeError: {too_wide}" in verdicts["elementwise_log_det"].reason, verdicts["elementwise_log_det"].reason
 
 
 @pytest.mark.skipif(not NOTEBOOK_01.exists(), reason="notebook 01 not in this checkout")

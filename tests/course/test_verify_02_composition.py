@@ -9,7 +9,10 @@ correct parts.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+import torch
 
 from ._course import ASSIGNMENT_IDS, notebook
 from ._verify import (assert_every_task_scores_zero, assert_only_the_hidden_checks_fail,
@@ -90,12 +93,42 @@ MIXED = {
 }
 
 
+# Issue 20: the library's Compose reached by paths a per-cell static check cannot see. Each scored
+# 10/10 while the worker's library held Compose (the probe imported it).
+REACHING = {
+    # a computed name: the worker's Compose is a stand-in that raises
+    "compose_forward": "import importlib\n\n"
+                       "def compose_forward(flows, x):\n"
+                       "    base = importlib.import_module('dgm_course.flows.' + 'base')\n"
+                       "    return getattr(base, 'Com' + 'pose')(flows)(x)\n",
+    # every subclass of Flow and every class alive, while the probe calls this function
+    "compose_inverse": "import gc\n\n"
+                       "def compose_inverse(flows, z):\n"
+                       "    classes, todo = [], [Flow]\n"
+                       "    while todo:\n"
+                       "        classes.append(todo.pop())\n"
+                       "        todo.extend(classes[-1].__subclasses__())\n"
+                       "    classes += [c for c in gc.get_objects() if isinstance(c, type)]\n"
+                       "    for c in classes:\n"
+                       "        if c.__name__ in ('Compose', 'GlowStep', 'Steps') and hasattr(c, 'inverse'):\n"
+                       "            return c(flows).inverse(z)\n"
+                       "    raise LookupError('no composition of flows in reach')\n",
+}
+
+
+def alias_from_another_cell(solution: dict[str, str]) -> dict[str, str]:
+    """``dgm_course.flows`` imported under an alias in one solution cell, its Compose used in another."""
+    return {**solution, "compose_inverse": f"from dgm_course import flows as F\n\n{solution['compose_inverse']}",
+            "compose_forward": "def compose_forward(flows, x):\n    return F.Compose(flows)(x)\n"}
+
+
 @pytest.fixture(scope="module")
 def verified():
     solution = solution_answers(SOURCE, TASKS)
     importing = {**solution,
                  "compose_forward": f"from dgm_course.flows import Compose\n\n{solution['compose_forward']}"}
-    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing})
+    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing},
+                              {"reaching the reference": REACHING, "alias": alias_from_another_cell(solution)})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
@@ -109,3 +142,34 @@ def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
 def test_a_reference_imported_anywhere_costs_every_task(verified):
     assert_every_task_scores_zero(verified["importing the reference"], TASKS,
                                   "uses the library's reference dgm_course.flows.Compose")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # gc's search touches torch's deprecated objects
+def test_the_attacks_work_where_the_library_is_whole(namespace):
+    """In this process (the whole library, Compose a Flow) each attack gets the reference's answer:
+    the verifier's 0 below is the worker's library's doing, not a broken attack."""
+    from dgm_course.flows import Affine, AffineCoupling, Compose, alternating_mask
+
+    steps = [AffineCoupling(alternating_mask(3, 0), hidden=8).double(), Affine(3).double()]
+    x = torch.randn(5, 3, dtype=torch.float64)
+    for code in REACHING.values():
+        exec(code, namespace)
+    z, log_det = Compose(steps)(x)
+    assert all(torch.equal(a, b) for a, b in zip(namespace["compose_forward"](steps, x), (z, log_det)))
+    assert all(torch.equal(a, b) for a, b in zip(namespace["compose_inverse"](steps, z), Compose(steps).inverse(z)))
+    namespace["F"] = importlib.import_module("dgm_course.flows")
+    exec(alias_from_another_cell(solution_answers(SOURCE, TASKS))["compose_forward"], namespace)
+    assert all(torch.equal(a, b) for a, b in zip(namespace["compose_forward"](steps, x), (z, log_det)))
+
+
+def test_the_reference_is_out_of_reach_at_run_time(verified):
+    verdicts = verified["reaching the reference"]
+    assert scores(verdicts) == {"compose_forward": 0.0, "compose_inverse": 0.0, "flow_log_prob": 4.0}, reasons(verdicts)
+    assert "not available while grading" in verdicts["compose_forward"].reason
+    # neither the library's Compose nor the probe's own composition is a class with an inverse there
+    assert "LookupError (cell compose_inverse, line 12)" in verdicts["compose_inverse"].reason
+
+
+def test_an_alias_imported_in_one_cell_and_used_in_another_is_detected(verified):
+    assert_every_task_scores_zero(verified["alias"], TASKS,
+                                  "uses the library's reference dgm_course.flows.Compose (line 2 of compose_forward)")

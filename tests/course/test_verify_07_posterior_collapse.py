@@ -10,6 +10,7 @@ of its correct parts.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ._course import ASSIGNMENT_IDS, notebook, task_test_code
 from ._verify import reasons, scores, solution_answers, verify_submissions
@@ -109,10 +110,50 @@ MIXED = {
 }
 
 
+# Issue 20: the library's masked convolutions reached by paths a per-cell static check cannot see:
+# the set-up's PixelCNNDecoder by a computed name, MaskedConv2d by getattr, as a subclass of
+# nn.Conv2d and among every class alive. The first that works answers the task.
+REACHING = '''\
+import gc
+
+import dgm_course.vae
+
+
+def attempts(kernel_size, mask_type):
+    layer = "AB".index(mask_type)
+    found = [
+        lambda: globals()["PixelCNN" + "Decoder"](2, n_layers=2, kernel_size=kernel_size).convs[layer].mask,
+        lambda: getattr(dgm_course.vae, "Masked" + "Conv2d")(1, 1, kernel_size, mask_type).mask,
+    ]
+    for classes in (nn.Conv2d.__subclasses__(), [c for c in gc.get_objects() if isinstance(c, type)]):
+        found += [lambda c=c: c(1, 1, kernel_size, mask_type).mask for c in classes if c.__name__ == "MaskedConv2d"]
+    return found
+
+
+def causal_mask(kernel_size, mask_type):
+    for attempt in attempts(kernel_size, mask_type):
+        try:
+            return attempt().detach().clone()
+        except Exception:
+            pass
+    raise LookupError("no causal mask in reach")
+'''
+
+
+def alias_from_another_cell(solution: dict[str, str]) -> dict[str, str]:
+    """``dgm_course.vae`` imported under an alias in one solution cell, its MaskedConv2d used in another."""
+    return {**solution, "active_units": f"from dgm_course import vae as V\n\n{solution['active_units']}",
+            "causal_mask": "def causal_mask(kernel_size, mask_type):\n"
+                           "    return V.MaskedConv2d(1, 1, kernel_size, mask_type).mask.clone()\n"}
+
+
 @pytest.fixture(scope="module")
 def verified():
-    importing = {**solution_answers(SOURCE, TASKS), "active_units": "from dgm_course.vae import active_units\n"}
-    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing})
+    solution = solution_answers(SOURCE, TASKS)
+    importing = {**solution, "active_units": "from dgm_course.vae import active_units\n"}
+    return verify_submissions(ID, {"mixed": MIXED, "importing the reference": importing},
+                              {"reaching the reference": {"causal_mask": REACHING},
+                               "alias": alias_from_another_cell(solution)})
 
 
 def test_the_verifier_gives_exactly_the_points_of_the_correct_parts(verified):
@@ -130,3 +171,32 @@ def test_a_reference_imported_costs_its_task(verified):
     verdicts = verified["importing the reference"]
     assert scores(verdicts) == {**POINTS, "active_units": 0.0}, reasons(verdicts)
     assert "uses the library's reference dgm_course.vae.active_units" in verdicts["active_units"].reason
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # gc's search touches torch's deprecated objects
+def test_the_attacks_work_where_the_library_is_whole(namespace):
+    """In this process (the whole library) every one of the attacks gets the reference mask: the
+    verifier's 0 below is the worker's library's doing, not a broken attack."""
+    import dgm_course.vae
+
+    exec(REACHING, namespace)
+    for k, t in [(3, "A"), (5, "B")]:
+        found = namespace["attempts"](k, t)
+        assert len(found) == 4  # the set-up's name, getattr, a subclass of nn.Conv2d, a class in gc
+        assert all(torch.equal(attempt(), dgm_course.vae.causal_mask(k, t)) for attempt in found)
+    namespace["V"] = dgm_course.vae
+    exec(alias_from_another_cell(solution_answers(SOURCE, TASKS))["causal_mask"], namespace)
+    assert torch.equal(namespace["causal_mask"](5, "B"), dgm_course.vae.causal_mask(5, "B"))
+
+
+def test_the_masked_convolutions_are_out_of_reach_at_run_time(verified):
+    verdicts = verified["reaching the reference"]
+    assert scores(verdicts) == {**POINTS, "causal_mask": 0.0}, reasons(verdicts)
+    assert "LookupError (cell causal_mask, line 23)" in verdicts["causal_mask"].reason
+
+
+def test_an_alias_imported_in_one_cell_and_used_in_another_is_detected(verified):
+    verdicts = verified["alias"]
+    assert scores(verdicts) == {**POINTS, "causal_mask": 0.0}, reasons(verdicts)
+    assert ("uses the library's reference dgm_course.vae.MaskedConv2d (line 2 of causal_mask)"
+            in verdicts["causal_mask"].reason)

@@ -355,6 +355,32 @@ except OSError:
 DEEP_JSON = '{"cells": ' + "[" * 100_000 + "]" * 100_000 + ', "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
 
+# Issue 20: the library's batch_jacobian reached by paths a per-cell static check cannot see.
+REFERENCE_BY_NAME = '''\
+import importlib
+
+
+def batch_jacobian(fn, x):
+    module = importlib.import_module("dgm_course." + "jacobian")
+    return getattr(module, "batch_" + "jacobian")(fn, x)
+'''
+REFERENCE_ALIAS = "import dgm_course.jacobian as J\n"
+REFERENCE_VIA_ALIAS = "def batch_jacobian(fn, x):\n    return J.batch_jacobian(fn, x)\n"
+REFERENCE_BY_SEARCH = '''\
+import gc
+
+import dgm_course.jacobian  # the module only: the function is found by a search of every object
+
+
+def batch_jacobian(fn, x):
+    for obj in gc.get_objects():
+        if callable(obj) and getattr(obj, "__name__", "") == "batch_jacobian" \\
+                and getattr(obj, "__module__", "") == "dgm_course.jacobian":
+            return obj(fn, x)
+    raise LookupError("no batch_jacobian in reach")
+'''
+
+
 def _solved_task(nb: Notebooks, task: str) -> str:
     return cell_by_id(nb.solved, task).source
 
@@ -442,6 +468,16 @@ CASES = [
          "nested deeper than 64 levels", None, status="rejected"),
     Case("setsid", "starts processes in sessions of their own (subprocess, fork + setsid) that would run forever",
          lambda nb: _insert_after(nb.solved, "setup", SETSID), FULL, "", 10.0),
+    Case("reference_by_name", "the reference reached by a computed name (importlib, getattr)",
+         lambda nb: _with(nb.solved, batch_jacobian=REFERENCE_BY_NAME), {**FULL, "batch_jacobian": 0.0},
+         "a name of the library is not available while grading", 10.0),
+    Case("reference_alias", "the reference's module imported under an alias in one cell, used in a later one",
+         lambda nb: _insert_after(_with(nb.solved, batch_jacobian=REFERENCE_VIA_ALIAS), "setup", REFERENCE_ALIAS),
+         {**FULL, "batch_jacobian": 0.0, "elementwise_log_det": 0.0},
+         "uses the library's reference dgm_course.jacobian.batch_jacobian (line 2 of batch_jacobian)", 10.0),
+    Case("reference_by_search", "the reference found among every object alive (gc.get_objects)",
+         lambda nb: _with(nb.solved, batch_jacobian=REFERENCE_BY_SEARCH), {**FULL, "batch_jacobian": 0.0},
+         "a name of the library is not available while grading", ANY),
 ]
 
 
