@@ -172,7 +172,9 @@ class AssignmentSpec:
     ``setup_ids``: the source's trusted cells to run (default: every locked code cell that is
     neither a solution nor a test). ``skip_ids``: cells never run (slow training).
     ``hidden``: ``dgm_course`` modules or objects (``dgm_course.jacobian.batch_jacobian``)
-    removed from the worker's copy of the library; keep what the set-up cells import.
+    removed from the worker's copy of the library; it must cover every task's ``forbidden``
+    (:func:`_check_hidden`). A removed class or function leaves a stand-in that raises when used,
+    so the set-up cells may still import it; a whole module hidden must not be one they import.
     ``setup_seconds`` bounds interpreter start-up plus each set-up cell, ``cell_seconds`` each
     student cell, ``wall_seconds`` the whole submission including restarts.
     """

@@ -13,8 +13,11 @@ assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
   Jacobians computed with :mod:`dgm_course.jacobian` on the *reference* map;
 - ``checks``: which output is compared with which expected value, the points and the tolerances;
 - ``forbidden``: library names that would answer the task (statically detected, 0 points), and
-  the spec's ``hidden``: library modules or objects removed from the worker's copy of the library
-  (keep what the trusted set-up cells import).
+  the spec's ``hidden``: library modules or objects removed from the worker's copy of the library.
+  ``hidden`` must cover every forbidden name (a spec that leaves one in reach is refused), so a
+  probe must not use a forbidden name: it builds what it needs itself (02's probe composes its
+  flows). A removed class or function leaves a stand-in that raises when used, so the set-up
+  cells and the library's own modules may still import it.
 
 The course's specs run only the set-up cell (the locked cells after it plot and train), give the
 whole submission ``wall_seconds=180`` and keep :class:`~dgm_course.course.verify.AssignmentSpec`'s
