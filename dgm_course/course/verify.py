@@ -390,8 +390,9 @@ def _parse(source: str) -> ast.Module:
 
 
 class UnreadableCell(ValueError):
-    """Student code that the static check cannot parse although it may be Python: nested too deeply
-    for ``ast`` (RecursionError, MemoryError). The submission's fault, never the grader's."""
+    """Student code that ``ast`` cannot read for a reason other than a syntax error: nested too
+    deeply (RecursionError, MemoryError), a lone surrogate (UnicodeEncodeError). The submission's
+    fault, never the grader's."""
 
 
 @dataclass
@@ -412,15 +413,18 @@ class _Bindings:
 def _student_tree(code: str) -> ast.Module | None:
     """The AST of a student cell; None for a syntax error (it cannot run either).
 
-    Raises :class:`UnreadableCell` for code nested too deeply for ``ast`` (a 100,000-deep
-    attribute chain): the cell's fault, which :func:`_reference_use` charges to the student.
+    Raises :class:`UnreadableCell` for code ``ast`` cannot read otherwise (a 100,000-deep
+    attribute chain, a lone surrogate): the cell's fault, which :func:`_student_names` charges to
+    the student.
     """
     try:
         return _parse(_strip_magics(code))
     except SyntaxError:
         return None
     except (RecursionError, MemoryError) as exc:
-        raise UnreadableCell(type(exc).__name__) from None
+        raise UnreadableCell(f"is nested too deeply to be read ({type(exc).__name__})") from None
+    except ValueError as exc:  # UnicodeEncodeError: a lone surrogate
+        raise UnreadableCell(f"could not be read ({type(exc).__name__})") from None
 
 
 def _imports(tree: ast.Module, bindings: _Bindings) -> list[tuple[str, int]]:
@@ -479,7 +483,7 @@ def _names_by_cell(cells: list[tuple[str, str]], setup: tuple[str, ...] = ()) ->
         try:
             tree = _student_tree(code)
         except UnreadableCell as exc:
-            raise UnreadableCell(f"{label} is nested too deeply to be read ({exc})") from None
+            raise UnreadableCell(f"{label} {exc}") from None
         trees.append(tree)
         imported.append(_imports(tree, bindings) if tree is not None else [])
     return [(label, imported[k] + (_reached(tree, bindings) if tree is not None else []))

@@ -389,13 +389,15 @@ def test_static_detection_of_a_reference_behind_a_long_chain():
     assert "dgm_course.flows.Compose (line 2 of b)" in _reference_use(spec.tasks[0], used)
 
 
-def test_a_cell_too_deep_for_ast_costs_the_tasks_that_forbid_names_not_the_grader():
-    deep = "x = 0\n" + "x" + ".real" * 100_000 + "\n"
-    verdicts = verify_submission(SPEC, ex.submission({"planar_solution": deep + ex.SOLUTIONS["planar_solution"]}),
+@pytest.mark.parametrize("code, why", [
+    ("x = 0\n" + "x" + ".real" * 100_000 + "\n", "is nested too deeply to be read (RecursionError)"),
+    ("x = 0  # \udcff\n", "could not be read (UnicodeEncodeError)"),
+])
+def test_a_cell_ast_cannot_read_costs_the_tasks_that_forbid_names_not_the_grader(code, why):
+    verdicts = verify_submission(SPEC, ex.submission({"planar_solution": code + ex.SOLUTIONS["planar_solution"]}),
                                  ex.source_notebook(), seed=SEED)
     assert points(verdicts) == ZERO  # every task of the exercise forbids a name
-    assert all("cell planar_solution is nested too deeply to be read (RecursionError)" in v.reason
-               for v in verdicts), reasons(verdicts)
+    assert all(f"cell planar_solution {why}" in v.reason for v in verdicts), reasons(verdicts)
     assert {v.isolation for v in verdicts} == {"not run"}
 
 
