@@ -2,8 +2,9 @@
 
     dgm-course build [ID ...] [--release-only]     release + executed solution (all when no ID)
     dgm-course check [ID ...] [--no-execute]       committed files in sync with the sources?
-    dgm-course grade ID SUBMISSIONS [--out DIR] [--workers N | --cluster ADDRESS] [--db-url URL]
-                                                   verified grades, grades.csv, feedback
+    dgm-course grade ID SUBMISSIONS [--out DIR] [--student SID ...] [--workers N | --cluster ADDRESS]
+                     [--db-url URL]                verified grades, grades.csv, feedback
+    dgm-course export [--out FILE] [--grading DIR] every assignment's grades in one CSV, and per task
     dgm-course demo                                build all, grade two sample students, print scores
 
 Every command works in the course folder (``--course``, default: the working folder), the one that
@@ -52,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--db-url", metavar="URL",
                        help="the gradebook on a database server (postgresql://user@host/db; default: the course's "
                             "CourseDirectory.db_url, else DIR/gradebook.db)")
+    grade.add_argument("--student", action="append", metavar="SID", dest="students",
+                       help="grade only this student (again, or a late one), keeping everyone else's grades in "
+                            "DIR; repeat it for several")
+
+    export = sub.add_parser("export", help="every assignment's grades in nbgrader's CSV format, and per task")
+    export.add_argument("--out", type=Path, help="the CSV (default: <course>/course_build/grades.csv); the "
+                                                 "per-task table goes beside it as <name>_tasks.csv")
+    export.add_argument("--grading", type=Path,
+                        help="the folder of the grading folders, one per assignment (default: "
+                             "<course>/course_build/grading)")
+    export.add_argument("--db-url", metavar="URL", help="the course's gradebook on a database server")
 
     demo = sub.add_parser("demo", help="build everything, then grade two sample students and print the scores")
     demo.add_argument("--out", type=Path,
@@ -81,10 +93,17 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or course.root / "course_build" / "grading" / args.id
             rows = grade(course, args.id, args.submissions, out, timeout=args.timeout, workers=args.workers,
-                         cluster=args.cluster, db_url=args.db_url)
+                         cluster=args.cluster, db_url=args.db_url, students=args.students)
             print(format_summary(rows, out / "grades.csv"))
             if any(row["status"] == ERROR for row in rows):
                 return 1
+        elif args.command == "export":
+            from .export import export
+
+            done = export(course, args.out or course.root / "course_build" / "grades.csv", args.grading, args.db_url)
+            print(f"wrote {done.grades} (nbgrader's format) and {done.tasks} (per task)")
+            if done.not_graded:
+                print(f"not graded yet (left out): {', '.join(done.not_graded)}")
         elif args.command == "demo":
             from .demo import demo
 

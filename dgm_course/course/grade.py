@@ -64,19 +64,21 @@ from pathlib import Path
 
 import nbformat
 
-from . import gradebook, sandbox
+from . import gradebook, roster, sandbox
 from .cells import grade_cells, task_name
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
+from .report import LEADING, TRAILING
 from .sandbox import Limits, SandboxError
 from .verify import MAX_NOTEBOOK_BYTES, flag_verdicts
 
 __all__ = ["StudentResult", "validate_submission", "grade", "reproduce", "final_rows", "write_csv", "GRADED",
-           "REJECTED", "INVALID", "FAILED", "TIMEOUT", "ERROR"]
+           "REJECTED", "INVALID", "FAILED", "TIMEOUT", "ERROR", "MISSING"]
 
 # ``rejected``: the submission is at fault (the student fixes it); ``error``: the grading machine
 # is (the instructor grades again). Nothing a submission holds may produce ``error``.
 GRADED, REJECTED, FAILED, TIMEOUT, ERROR = "graded", "rejected", "failed", "timeout", "error"
+MISSING = "missing"  # on the course's roster, nothing submitted: 0 points
 INVALID = REJECTED  # its name before set-up cells were checked too
 MAX_JSON_DEPTH = 64  # a notebook needs about 8 levels; deeper JSON is refused before it is parsed
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
@@ -112,6 +114,8 @@ class StudentResult:
     in_kernel_reason: str = ""
     verdicts: list | None = None
     verification: str = ""
+    late_penalty: float = 0.0  # points off for a late submission (nbgrader's late-submission plugin)
+    timestamp: str = ""  # when nbgrader recorded the submission (timestamp.txt), UTC
 
 
 def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode,
@@ -222,33 +226,54 @@ def _grading_key(out: Path) -> str:
     return path.read_text().strip()
 
 
-def _prepare(course: Course, assignment_id: str, out: Path, server: str | None) -> bytes:
+def _prepare(course: Course, assignment_id: str, out: Path, server: str | None,
+             records: roster.CourseRecords = roster.CourseRecords(), only: list[str] | None = None) -> bytes:
     """Make ``out`` a grading folder for ``assignment_id``; return the gradebook of its in-kernel runs.
 
     That gradebook is always a fresh sqlite file that holds the assignment and no student (each
     in-kernel run gets a copy: no network in the sandbox). It is ``out/gradebook.db`` too unless
     the grades go to a ``server``: then the assignment is added there (a server's gradebook holds the
     whole course: nothing is removed), and ``out``'s configuration points at it, so that ``nbgrader
-    release_feedback`` in ``out`` reads the same gradebook.
+    release_feedback`` in ``out`` reads the same gradebook. The roster and the due date of the
+    course's gradebook (``records``) go into the grading gradebook.
+
+    ``only``: grade just these students again (or for the first time) and keep everyone else's
+    files, rows and gradebook entries; the folder must then be ``assignment_id``'s grading folder.
     """
-    if out.exists() and any(p.name != _KEY_FILE for p in out.iterdir()) and not (out / _MARKER).exists():
+    marker = out / _MARKER
+    if out.exists() and any(p.name != _KEY_FILE for p in out.iterdir()) and not marker.exists():
         raise CourseError(f"{out} is not empty and is not a grading folder: choose another --out")
-    for name in (course.source_name, course.release_name, "submitted", "autograded", "feedback", "logs"):
+    keep = only is not None and marker.exists()
+    if keep and marker.read_text().strip() != assignment_id:
+        raise CourseError(f"{out} is the grading folder of {marker.read_text().strip()}, not of {assignment_id}")
+    for name in (course.source_name, course.release_name):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("gradebook.db", "grades.csv"):
-        (out / name).unlink(missing_ok=True)
+    if keep:  # only these students' files go
+        for sid in only:
+            for step in ("submitted", "autograded", "feedback"):
+                shutil.rmtree(out / step / sid, ignore_errors=True)
+            (out / "logs" / f"{sid}.log").unlink(missing_ok=True)
+    else:
+        for name in ("submitted", "autograded", "feedback", "logs"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("gradebook.db", "grades.csv"):
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text(f"{assignment_id}\n")
+    marker.write_text(f"{assignment_id}\n")
     shutil.copy(course.root / CONFIG_FILE, out / CONFIG_FILE)
     shutil.copytree(course.root / course.source_name / assignment_id, out / course.source_name / assignment_id)
-    _generate_assignment(course, out, assignment_id, gradebook.sqlite_url(out))
-    template = (out / "gradebook.db").read_bytes()
+    with tempfile.TemporaryDirectory(prefix="dgm-gradebook-") as tmp:
+        _generate_assignment(course, out, assignment_id, gradebook.sqlite_url(Path(tmp)))
+        template = (Path(tmp) / "gradebook.db").read_bytes()
     if server is not None:
-        (out / "gradebook.db").unlink()
         with open(out / CONFIG_FILE, "a") as fh:
             fh.write(f"\n# dgm-course grade: the gradebook is a database server's\nc.CourseDirectory.db_url = {server!r}\n")
         _generate_assignment(course, out, assignment_id, server, attempts=gradebook.ATTEMPTS)
-    (out / "logs").mkdir()
+    elif not (keep and (out / "gradebook.db").is_file()):
+        (out / "gradebook.db").write_bytes(template)
+    gradebook.write(server or gradebook.sqlite_url(out), course.config.CourseDirectory.get("course_id", ""),
+                    lambda gb: roster.add_to(gb, assignment_id, records))
+    (out / "logs").mkdir(exist_ok=True)
     return template
 
 
@@ -561,14 +586,20 @@ def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None
     aid, sid = batch.assignment_id, result.student_id
     manual = result.needs_manual_grade and result.verdicts is None
     timestamp = _timestamp(folder)
+    result.timestamp = timestamp.isoformat(sep=" ") if timestamp else ""
 
     def scores(gb) -> None:
         gb.update_or_create_student(sid)
+        if result.status == MISSING:  # nothing submitted (any earlier submission's grades go)
+            if sid in {s.student.id for s in gb.find_assignment(aid).submissions}:
+                gb.remove_submission(aid, sid)
+            return
         gb.update_or_create_submission(aid, sid, **({"timestamp": timestamp} if timestamp else {}))
         for g in gb.find_submission_notebook(aid, aid, sid).grades:
             g.auto_score = result.scores.get(g.name, 0.0)
             g.manual_score = None
             g.needs_manual_grade = manual
+        result.late_penalty = roster.late_penalty(batch.course, gb, aid, sid, sum(result.scores.values()))
 
     gradebook.write(batch.db_url, batch.course_id, scores)
 
@@ -876,44 +907,64 @@ def _grade_all(batch: _Batch, ids: list[str], work: Runner, progress: bool) -> l
 
 def final_rows(course: Course, assignment_id: str, results: list[StudentResult],
                max_scores: dict[str, float]) -> list[dict]:
-    """The CSV rows, one per student, in the order of ``results``.
+    """The CSV rows, one per student, in the order of ``results``: the columns of
+    :data:`~dgm_course.course.report.LEADING`, one per task, then those of
+    :data:`~dgm_course.course.report.TRAILING`.
 
     ``max_scores`` maps each test cell's grade id to its points, in notebook order. Columns:
 
     - ``student_id``, ``status`` (graded; rejected: the submission's fault, see ``reason``;
-      failed or timeout: nbgrader's run of an assignment without a spec; error: the grading
-      machine's own failure, to grade again), ``reason`` (why it is not graded), ``score``, ``max_score``,
-      ``needs_manual_grade``;
+      failed or timeout: nbgrader's run of an assignment without a spec; missing: on the course's
+      roster, nothing submitted; error: the grading machine's own failure, to grade again),
+      ``reason`` (why it is not graded), ``score`` (after the late penalty), ``max_score``,
+      ``late_penalty`` (points off, nbgrader's late-submission plugin), ``timestamp`` (of the
+      submission, as nbgrader recorded it, UTC), ``needs_manual_grade``;
     - one column per task, named after its function (``test_<name>`` -> ``<name>``): final points;
     - ``verified``: ``yes`` when the verifier's scores are the final ones; ``isolation``: the
       sandbox level of the verification (or why there is none);
     - ``in_kernel_score`` / ``in_kernel_status``: what nbgrader's tests in the student's kernel gave;
     - ``flags``: each task whose in-kernel score differs from the verified one, with the reason;
     - ``details``: each task that lost points, with the verifier's reason (the feedback shows it too);
-    - ``feedback``: the feedback page, relative to the grading folder.
+    - ``feedback``: the feedback page, relative to the grading folder (none for a missing student).
     """
     rows = []
     for result in results:
         scores = {task_name(gid): points for gid, points in result.scores.items()}
-        row = {"student_id": result.student_id, "status": result.status, "reason": result.reason,
-               "score": "" if result.status == ERROR else round(sum(scores.values()), 6),
-               "max_score": sum(max_scores.values()), "needs_manual_grade": result.needs_manual_grade}
-        for gid in max_scores:
-            row[task_name(gid)] = scores.get(task_name(gid), "")
         verdicts = result.verdicts or []
-        row["verified"] = "yes" if result.verdicts is not None else "no"
-        row["isolation"] = result.verification
-        row["in_kernel_score"] = "" if result.in_kernel is None else round(sum(result.in_kernel.values()), 6)
-        row["in_kernel_status"] = " ".join(filter(None, [result.in_kernel_status, result.in_kernel_reason and
-                                                         f"({result.in_kernel_reason})"]))
         flags = [f"{v.task_id}: {v.flag}" for v in verdicts if v.flag]
         if result.verdicts is not None and result.in_kernel is None:
             flags.insert(0, f"no in-kernel score to compare: {result.in_kernel_reason or result.in_kernel_status}")
-        row["flags"] = "; ".join(flags)
-        row["details"] = "; ".join(f"{v.task_id}: {v.reason}" for v in verdicts if v.points < v.max_points)
-        row["feedback"] = f"feedback/{result.student_id}/{assignment_id}/{assignment_id}.html"
-        rows.append(row)
+        raw = round(sum(scores.values()), 6)
+        values = {
+            "student_id": result.student_id, "status": result.status, "reason": result.reason,
+            "score": "" if result.status == ERROR else round(raw - result.late_penalty, 6),
+            "max_score": sum(max_scores.values()), "late_penalty": result.late_penalty,
+            "timestamp": result.timestamp, "needs_manual_grade": result.needs_manual_grade,
+            "verified": "yes" if result.verdicts is not None else "no",
+            "isolation": result.verification,
+            "in_kernel_score": "" if result.in_kernel is None else round(sum(result.in_kernel.values()), 6),
+            "in_kernel_status": " ".join(filter(None, [result.in_kernel_status, result.in_kernel_reason and
+                                                       f"({result.in_kernel_reason})"])),
+            "flags": "; ".join(flags),
+            "details": "; ".join(f"{v.task_id}: {v.reason}" for v in verdicts if v.points < v.max_points),
+            "feedback": "" if result.status == MISSING else
+            f"feedback/{result.student_id}/{assignment_id}/{assignment_id}.html",
+        }
+        tasks = {task_name(gid): 0.0 if result.status == MISSING else scores.get(task_name(gid), "")
+                 for gid in max_scores}
+        rows.append({**{c: values[c] for c in LEADING}, **tasks, **{c: values[c] for c in TRAILING}})
     return rows
+
+
+def _merged(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows of an earlier ``grades.csv`` at ``path`` for every other student, and ``rows``, by id."""
+    try:
+        with open(path, newline="") as fh:
+            kept = [{c: r.get(c) or "" for c in rows[0]} for r in csv.DictReader(fh)
+                    if r["student_id"] not in {n["student_id"] for n in rows}]
+    except FileNotFoundError:
+        kept = []
+    return sorted(kept + rows, key=lambda r: r["student_id"])
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -962,29 +1013,42 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     fresh random one), which ``out/grading_runs.jsonl`` records with the run: every run, re-runs
     into ``out`` included, checks on new inputs; :func:`reproduce` runs a recorded one again.
 
-    Every student gets a row and a feedback page, also when the submission could not be graded.
+    ``students``: grade only these (again, or late ones for the first time) and keep every other
+    student's row, feedback and gradebook entry in ``out``; default: everyone, ``out`` made afresh.
+    Everyone means each student folder in ``submissions`` and each student of the course's roster
+    (:mod:`dgm_course.course.roster`); one with nothing submitted gets a ``missing`` row with 0.
+    The due date there and nbgrader's late-submission plugin set each late submission's penalty.
+
+    Every student who submitted gets a row and a feedback page, also when the submission could not
+    be graded. Returns the rows of the students graded in this run; ``grades.csv`` holds everyone's.
     """
     source_path = course.source_notebook(assignment_id)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
         raise CourseError(f"no submissions folder {submissions}")
-    ids = sorted(students) if students else sorted(p.name for p in submissions.iterdir() if p.is_dir())
+    records = roster.read(course, assignment_id)
+    everyone = {p.name for p in submissions.iterdir() if p.is_dir()} | {s.id for s in records.students}
+    ids = sorted(set(students)) if students else sorted(everyone)
     if not ids:
-        raise CourseError(f"{submissions} holds no student folders (<student_id>/{assignment_id}/{assignment_id}.ipynb)")
+        raise CourseError(f"{submissions} holds no student folders (<student_id>/{assignment_id}/{assignment_id}.ipynb)"
+                          " and the course's gradebook no students")
+    absent = [sid for sid in ids if not (submissions / sid / assignment_id).is_dir()]
     source = nbformat.read(source_path, as_version=4)
     checked = _spec(assignment_id, spec, source_path)
     server = gradebook.server_url(course, db_url)
     if server is not None:
         gradebook.check_reachable(server)
     with runner(cluster or _configured_cluster(course), workers, require) as work:
-        template = _prepare(course, assignment_id, out, server)
+        template = _prepare(course, assignment_id, out, server, records, only=ids if students else None)
         batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
                        timeout, cell_timeout, require, template, _grading_key(out), server or gradebook.sqlite_url(out),
                        nonce or secrets.token_hex(16))
-        results = _grade_all(batch, ids, work, progress)
+        graded = iter(_grade_all(batch, [sid for sid in ids if sid not in absent], work, progress))
+        results = [_record(batch, StudentResult(sid, MISSING, "nothing submitted")) if sid in absent else next(graded)
+                   for sid in ids]
 
     rows = final_rows(course, assignment_id, results, batch.max_scores)
-    write_csv(rows, out / "grades.csv")
+    write_csv(_merged(out / "grades.csv", rows) if students else rows, out / "grades.csv")
     with open(out / _RUNS_FILE, "a") as fh:  # with the grades: the run can be reproduced from it
         fh.write(json.dumps({"assignment_id": assignment_id, "nonce": batch.nonce, "students": ids,
                              "grades": {r["student_id"]: [r["status"], r["score"]] for r in rows}}) + "\n")

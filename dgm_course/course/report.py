@@ -9,10 +9,12 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-__all__ = ["format_table", "format_summary"]
+__all__ = ["LEADING", "TRAILING", "format_table", "format_summary"]
 
-_FIXED = ("student_id", "status", "reason", "score", "max_score", "needs_manual_grade", "verified", "isolation",
-          "in_kernel_score", "in_kernel_status", "flags", "details", "feedback")  # every column but the tasks'
+# The columns of grades.csv before and after the tasks' (one per task, named after its function);
+# :func:`dgm_course.course.grade.final_rows` says what each holds.
+LEADING = ("student_id", "status", "reason", "score", "max_score", "late_penalty", "timestamp", "needs_manual_grade")
+TRAILING = ("verified", "isolation", "in_kernel_score", "in_kernel_status", "flags", "details", "feedback")
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -51,7 +53,7 @@ def format_summary(rows: list[dict], csv: Path | str | None = None, width: int =
         tasks: jacobian, log_det
         every column: grading/grades.csv
     """
-    tasks = [c for c in rows[0] if c not in _FIXED]
+    tasks = [c for c in rows[0] if c not in LEADING + TRAILING]
     table = format_table([{"student": row["student_id"], "status": row["status"],
                            "score / max": f"{_points(row['score']):>5} / {_points(row['max_score'])}",
                            "points per task": " ".join(_points(row.get(t)) for t in tasks)} for row in rows])

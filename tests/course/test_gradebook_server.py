@@ -56,7 +56,7 @@ def test_concurrent_graders_and_the_formgrader_lose_no_grade(postgres, tmp_path)
     formgrader_conflicts = []
 
     def grader(aid: str, part: int) -> None:
-        batch = SimpleNamespace(assignment_id=aid, course_id=course_id, db_url=url)
+        batch = SimpleNamespace(course=course, assignment_id=aid, course_id=course_id, db_url=url)
         for index, sid in enumerate(STUDENTS):
             barrier.wait()
             if index % 2 == part:
