@@ -8,7 +8,10 @@ feedback from that folder; each student fetches their feedback, and its scores a
 alice and zero for bob, cell by cell. The cycle runs twice: with nbgrader's default gradebook (an
 sqlite file in each course folder) and with the course's ``db_url`` naming a real PostgreSQL
 server (tests/course/postgres_support.py), which nbgrader's collect, ``dgm-course grade`` and
-release_feedback then share.
+release_feedback then share. Then the term goes on: carol joins the roster and submits nothing, the
+assignment gets a due date, bob submits a solution after it, the instructor grades bob and carol
+again (``--student``) and exports the course: alice's grade stands, bob's late penalty (nbgrader's
+``zero`` method) takes his points, carol is missing with 0.
 
 All three are the same OS user here, so students name themselves with ``--student`` and collect
 skips nbgrader's owner check (on a hub each student is their own OS user and neither is needed).
@@ -17,6 +20,7 @@ skips nbgrader's owner check (on a hub each student is their own OS user and nei
 from __future__ import annotations
 
 import csv
+import datetime
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,3 +133,36 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path, db_url: str
         shown = feedback_scores(pages[0].read_text())
         total = sum(score for score, _ in scores.values())
         assert shown == {"total": (total, sum(points.values())), **scores}, f"{name}'s feedback"
+
+    # The term goes on: a roster, a due date, a late submission, a regrade of two students, the export.
+    nbgrader("db", "student", "add", "carol", "--last-name=Diaz", cwd=course, env=instructor)
+    due = datetime.datetime.now(datetime.timezone.utc)
+    nbgrader("db", "assignment", "add", ASSIGNMENT, f"--duedate={due.isoformat()}", cwd=course, env=instructor)
+    with open(course / "nbgrader_config.py", "a") as fh:
+        fh.write("\nc.LateSubmissionPlugin.penalty_method = 'zero'\n")
+    nbformat.write(solve(nbformat.read(fetched["bob"], as_version=4), source), fetched["bob"])
+    student("bob", "submit", ASSIGNMENT, "--student=bob")
+    nbgrader("collect", ASSIGNMENT, "--update", "--CollectApp.check_owner=False", cwd=course, env=instructor)
+    before = _csv(grading / "grades.csv")
+    nbgrader("grade", ASSIGNMENT, "submitted", "--out", str(grading), "--student", "bob", "--student", "carol",
+             cwd=course, env=instructor, command="dgm-course")
+    after = _csv(grading / "grades.csv")
+    full = sum(points.values())
+    assert after["alice"] == before["alice"], "a regrade of others keeps alice's row"
+    assert (after["bob"]["status"], float(after["bob"]["late_penalty"]), float(after["bob"]["score"])) == \
+        ("graded", full, 0.0), after["bob"]
+    assert (after["carol"]["status"], float(after["carol"]["score"])) == ("missing", 0.0), after["carol"]
+    nbgrader("export", "--out", str(tmp_path / "course.csv"), "--grading", str(course / "grading"), cwd=course,
+             env=instructor, command="dgm-course")
+    exported = _csv(tmp_path / "course.csv")
+    assert {sid: (float(r["raw_score"]), float(r["late_submission_penalty"]), float(r["score"]))
+            for sid, r in exported.items()} == {"alice": (full, 0.0, full), "bob": (full, full, 0.0),
+                                                "carol": (0.0, 0.0, 0.0)}
+    assert exported["carol"]["last_name"] == "Diaz"
+    by_task = _csv(tmp_path / "course_tasks.csv")
+    assert float(by_task["alice"]["total"]) == full and float(by_task["bob"][ASSIGNMENT]) == 0.0
+
+
+def _csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as fh:
+        return {row["student_id"]: row for row in csv.DictReader(fh)}
