@@ -162,3 +162,38 @@ def test_an_export_with_no_graded_assignment_is_an_error(course_run, tmp_path):
 
     with pytest.raises(CourseError, match="no assignment is graded yet"):
         export(course_run["course"], tmp_path / "grades.csv", grading=tmp_path / "nothing")
+
+
+def test_the_formgrader_on_the_grading_folder_shows_the_verified_scores_and_takes_an_override(
+        course_run, regraded, tmp_path):
+    """nbgrader's formgrader, served from the grading folder, through its own REST API."""
+    import json
+    import urllib.request
+
+    from .browser_support import jupyterlab  # a server only: no browser needed
+
+    out = course_run["out"]
+    grades = _rows(out / "grades.csv")
+    with jupyterlab(out, tmp_path / "home") as lab:
+        def api(path: str, body: dict | None = None):
+            request = urllib.request.Request(f"{lab.url}/formgrader/api/{path}", method="PUT" if body else "GET",
+                                             data=json.dumps(body).encode() if body else None,
+                                             headers={"Authorization": f"token {lab.token}"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+
+        shown = {s["student"]: s for s in api(f"submissions/{ID}")}
+        assert sorted(shown) == ["ann", "ben", "dan", "eve"]  # cat submitted nothing
+        for sid in ("ann", "ben", "eve"):  # nbgrader's raw score: the verified one before the late penalty
+            assert shown[sid]["score"] == float(grades[sid]["score"]) + float(grades[sid]["late_penalty"]), sid
+        assert shown["dan"]["score"] == float(grades["dan"]["score"]) + 1  # the override of the fixture
+        notebook = next(n for n in api(f"submitted_notebooks/{ID}/{ID}") if n["student"] == "ann")
+        grade_ = next(g for g in api(f"grades?submission_id={notebook['id']}") if g["name"] == "test_answer")
+        comment = next(c for c in api(f"comments?submission_id={notebook['id']}") if c["name"] == "answer")
+        assert grade_["auto_score"] == float(grades["ann"]["answer"]) == 0.0  # the blank resubmission
+        api(f"grade/{grade_['id']}", {"manual_score": 1.0, "extra_credit": 0.0})
+        api(f"comment/{comment['id']}", {"manual_comment": "answered on paper in the exam room (TA)"})
+    done = export(course_run["course"], tmp_path / "grades.csv", grading=course_run["root"] / "grading")
+    assert float(_rows(done.tasks)["ann"][f"{ID}:answer"]) == 1.0
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        assert gb.find_comment("answer", ID, ID, "ann").manual_comment.startswith("answered on paper")
