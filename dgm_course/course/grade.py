@@ -268,6 +268,7 @@ def _prepare(course: Course, assignment_id: str, out: Path, server: str | None,
     if server is not None:
         with open(out / CONFIG_FILE, "a") as fh:
             fh.write(f"\n# dgm-course grade: the gradebook is a database server's\nc.CourseDirectory.db_url = {server!r}\n")
+        gradebook.ensure_schema(server, course.config.CourseDirectory.get("course_id", ""))
         _generate_assignment(course, out, assignment_id, server, attempts=gradebook.ATTEMPTS)
     elif not (keep and (out / "gradebook.db").is_file()):
         (out / "gradebook.db").write_bytes(template)

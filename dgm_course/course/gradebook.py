@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .config import Course, CourseError
 
-__all__ = ["ATTEMPTS", "server_url", "shown", "check_reachable", "write", "sqlite_url"]
+__all__ = ["ATTEMPTS", "server_url", "shown", "check_reachable", "write", "ensure_schema", "sqlite_url"]
 
 ATTEMPTS = 6  # tries of one write (back-off 0.05 s doubling: about 3 s in all)
 CONNECT_TIMEOUT_S = 10
@@ -130,3 +130,10 @@ def write(url: str, course_id: str, action: Callable[[object], None], attempts: 
             if gb is not None:
                 gb.close()
                 gb.engine.dispose()  # no pooled connection left open per write: servers cap them
+
+
+def ensure_schema(url: str, course_id: str) -> None:
+    """nbgrader's tables in the gradebook at ``url``, made if missing. Two graders that meet an
+    empty database both create them at once and one fails on PostgreSQL's catalog
+    (``pg_type_typname_nsp_index``): as any conflict, that is tried again, and then finds them made."""
+    write(url, course_id, lambda gb: None)

@@ -119,3 +119,48 @@ def test_an_sqlite_url_is_not_a_server():
     with pytest.raises(CourseError, match="is for a database server"):
         gradebook.server_url(COURSE, "sqlite:///elsewhere.db")
     assert gradebook.server_url(COURSE, None) is None  # the course's own configuration names none
+
+
+def _at_once(action, n: int = 2) -> list[str]:
+    """Run ``action()`` in ``n`` threads released together; the failures, as text."""
+    barrier, failures = threading.Barrier(n, timeout=60), []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            failures.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+
+    with ThreadPoolExecutor(n) as pool:
+        for future in [pool.submit(run) for _ in range(n)]:
+            future.result()
+    return failures
+
+
+def test_two_graders_meeting_an_empty_database_both_set_it_up(postgres, tmp_path):
+    """The first graders of a term meet an empty database and create nbgrader's tables at the same
+    moment. nbgrader alone loses that race (the control: one of two fails on the catalog); through
+    gradebook.ensure_schema, which grading calls first, neither does, in every trial."""
+    trials = 5
+    raw = [f for _ in range(trials) for f in _at_once(lambda url=postgres.create_database(): Gradebook(url).close())]
+    assert raw, "the control: two of nbgrader's Gradebook() on an empty database at once should conflict"
+    for _ in range(trials):
+        url = postgres.create_database()
+        assert _at_once(lambda: gradebook.ensure_schema(url, "dgm-course")) == []
+    # And whole grading set-ups of two assignments at once, into one empty database.
+    url = postgres.create_database()
+    course = _course(tmp_path / "course")
+    aids = iter(ASSIGNMENTS)
+    lock = threading.Lock()
+
+    def prepare() -> None:
+        with lock:
+            aid = next(aids)
+        _prepare(course, aid, tmp_path / f"grading-{aid}", url)
+
+    assert _at_once(prepare, len(ASSIGNMENTS)) == []
+    with Gradebook(url, course.config.CourseDirectory.course_id) as gb:
+        assert sorted(a.name for a in gb.assignments) == sorted(ASSIGNMENTS)
+        for aid in ASSIGNMENTS:
+            assert gb.find_notebook(aid, aid).grade_cells
