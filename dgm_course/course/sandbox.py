@@ -58,6 +58,7 @@ import functools
 import json
 import os
 import platform
+import select
 import selectors
 import shutil
 import signal
@@ -324,10 +325,62 @@ def _die_with_parent(libc) -> None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the process we started and its process group (not yet reaped: its pid is ours)."""
+    for kill, pid in ((os.killpg, proc.pid), (os.kill, proc.pid)):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _namespace_init(pid: int, parent: int) -> int | None:
+    """A pidfd of the run's first process (pid 1 of its pid namespace), ``pid`` as the host sees it,
+    or None. It is believed only while it is still the child of ``parent`` (``unshare``, our own
+    unreaped child, whose one child it is), so no other process of the host is ever signalled."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # an older kernel or Python: the process group kill remains
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            ppid = next((int(line.split()[1]) for line in fh if line.startswith("PPid:")), None)
+    except (OSError, ValueError, IndexError):
+        ppid = None
+    if ppid != parent:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _kill_run(proc: subprocess.Popen, init: int | None) -> None:
+    """Kill everything of the run: the first process of its pid namespace (the kernel then kills
+    every process in it: a new session, a new process group or a cleared parent-death signal do
+    not leave it), then the process group we started (``unshare``; the fallback mode's worker)."""
+    if init is not None:
+        try:
+            signal.pidfd_send_signal(init, signal.SIGKILL)
+        except OSError:  # gone already
+            pass
+    _kill_group(proc)
+
+
+def _wait_gone(init: int | None, seconds: float) -> None:
+    """Wait until the namespace's first process has exited: only once every other process of its
+    pid namespace is gone (the kernel reaps them first), so nothing of the run is left."""
+    if init is None:
+        return
+    poller = select.poll()
+    poller.register(init, select.POLLIN)
+    poller.poll(int(seconds * 1000))
+
+
+def _status_lines(status: bytes) -> tuple[int | None, bytes]:
+    """The launcher's report: the host pid of the namespace's first process (its ``pid N`` line),
+    and the rest (``ready`` once the sandbox is set up, or why it failed)."""
+    head, sep, rest = bytes(status).partition(b"\n")
+    if sep and head.startswith(b"pid ") and head[4:].isdigit():
+        return int(head[4:]), rest
+    return None, bytes(status)
 
 
 def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int | None, watch,
@@ -350,6 +403,7 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
         os.set_blocking(proc.stdin.fileno(), False)
     readers = [*caps, *([status_fd] if status_fd is not None else [])]
     timed_out = limited = False
+    init: int | None = None  # a pidfd of the pid namespace's first process, once the launcher said it
     try:
         while any(_registered(sel, f) for f in readers):  # stdin alone does not keep the run going
             _pump(sel, proc, outbox)
@@ -366,6 +420,9 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
                     continue
                 if key.fileobj == status_fd:
                     status += chunk[:4096]
+                    pid, _ = _status_lines(status)
+                    if init is None and pid is not None:
+                        init = _namespace_init(pid, proc.pid)
                     continue
                 buf = bufs[key.fileobj]
                 room = caps[key.fileobj] - len(buf)
@@ -379,27 +436,30 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
             if limited:
                 break
     except BaseException:
-        _kill_group(proc)  # e.g. an exception from watch: never leave the worker running
+        _kill_run(proc, init)  # e.g. an exception from watch: never leave the worker running
         raise
     finally:
         sel.close()
         if timed_out or limited:
-            _kill_group(proc)
+            _kill_run(proc, init)
         try:
             proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-        _kill_group(proc)  # strays of the fallback mode; the pid namespace already took its own
+        _kill_run(proc, init)  # whatever of the run is left: nothing outlives it
         proc.wait()
+        _wait_gone(init, 10.0)
+        if init is not None:
+            os.close(init)
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()
         if status_fd is not None:
             os.close(status_fd)
-    if status_fd is not None and not status.startswith(_SETUP_OK):
+    if status_fd is not None and not _status_lines(status)[1].startswith(_SETUP_OK):
         if timed_out and not status:
             raise SandboxError("the sandbox did not start within the wall-clock limit")
-        detail = bytes(status).decode(errors="replace").strip() or bytes(bufs[proc.stderr][-2000:]).decode(
+        detail = _status_lines(status)[1].decode(errors="replace").strip() or bytes(bufs[proc.stderr][-2000:]).decode(
             errors="replace")
         raise SandboxError(f"sandbox setup failed ({mode}): {detail}")
     return SandboxResult(proc.returncode, bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), timed_out, limited,
@@ -449,21 +509,25 @@ def _run_uid() -> int:
 
 
 # seccomp: refuse fork, vfork and clone without CLONE_THREAD (threads stay allowed); clone3 says
-# ENOSYS so that libc falls back to clone. A 32-bit or x32 system call is refused too.
-_SECCOMP_ARCH = {"x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58}),
-                 "aarch64": (0xC00000B7, {"clone": 220})}
+# ENOSYS so that libc falls back to clone. Refuse too what would let a process leave the run or
+# reach another one: a session or process group of its own (setsid, setpgid), new or other
+# namespaces (unshare, setns), tracing and reading other processes (ptrace, process_vm_readv,
+# process_vm_writev), and clearing its parent-death signal (prctl(PR_SET_PDEATHSIG, ...); every
+# other prctl stays allowed). A 32-bit or x32 system call is refused too.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "prctl": 157},
+                            {"setsid": 112, "setpgid": 109, "unshare": 272, "setns": 308, "ptrace": 101,
+                             "process_vm_readv": 310, "process_vm_writev": 311}),
+                 "aarch64": (0xC00000B7, {"clone": 220, "prctl": 167},
+                             {"setsid": 157, "setpgid": 154, "unshare": 97, "setns": 268, "ptrace": 117,
+                              "process_vm_readv": 270, "process_vm_writev": 271})}
+_PR_SET_PDEATHSIG = 1
 
 
-def _forbid_fork(libc) -> None:
-    """Install the seccomp filter; without one for this machine, RLIMIT_NPROC alone bounds forks."""
-    import ctypes
+def _seccomp_program(arch: tuple[int, dict[str, int], dict[str, int]]) -> list[tuple[int, int, int, int]]:
+    """The classic-BPF filter for one architecture: ``(code, jt, jf, k)`` instructions."""
     import errno
-    import struct
 
-    arch = _SECCOMP_ARCH.get(platform.machine())
-    if arch is None:
-        return
-    audit, nrs = arch
+    audit, nrs, refused = arch
     allow, kill = 0x7FFF0000, 0x80000000
     eperm, enosys = 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
     ld, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
@@ -473,8 +537,26 @@ def _forbid_fork(libc) -> None:
     for name in ("fork", "vfork"):
         if name in nrs:
             prog += [(jeq, 0, 1, nrs[name]), (ret, 0, 0, eperm)]
+    for nr in refused.values():
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    # prctl: the option is an int, the low half of the first argument (offset 16, little-endian)
+    prog += [(jeq, 0, 4, nrs["prctl"]), (ld, 0, 0, 16), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, eperm),
+             (ret, 0, 0, allow)]
     prog += [(jeq, 0, 3, nrs["clone"]), (ld, 0, 0, 16), (jset, 1, 0, 0x00010000),  # CLONE_THREAD
              (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    return prog
+
+
+def _forbid_fork(libc) -> None:
+    """Install the seccomp filter (see :data:`_SECCOMP_ARCH`); without one for this machine,
+    RLIMIT_NPROC alone bounds forks."""
+    import ctypes
+    import struct
+
+    arch = _SECCOMP_ARCH.get(platform.machine())
+    if arch is None:
+        return
+    prog = _seccomp_program(arch)
     raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
     buf = ctypes.create_string_buffer(raw)
 
@@ -555,9 +637,23 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", iff_up | iff_loopback | iff_running))
 
 
+def _host_pid() -> int | None:
+    """This process's pid as the grader sees it (the first of ``NSpid``), read from the grader's
+    ``/proc`` before the run's own is mounted; inside its pid namespace it is 1."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("NSpid:")), None)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _launch(config: dict, status_fd: int) -> None:
     os.set_inheritable(status_fd, False)  # closed at exec: the worker can never write "ready"
     import resource
+
+    pid = _host_pid()
+    if pid is not None:  # the parent kills the run by this process: the pid namespace dies with it
+        os.write(status_fd, f"pid {pid}\n".encode())
 
     root = config["newroot"]
     user = config["uid"]

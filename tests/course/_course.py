@@ -7,6 +7,7 @@ Every test over notebooks is parametrized with :data:`ASSIGNMENT_IDS`, so a new
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -123,3 +124,39 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def processes_of_uids(uids: set[int]) -> list[int]:
+    """Pids of the live processes (zombies do not count: they hold nothing) whose real uid is one of
+    ``uids``: as root, each sandboxed run gets a uid of its own (see :func:`recording_run_uids`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            except OSError:
+                continue
+            if int(fields["Uid"].split()[0]) in uids and not fields["State"].strip().startswith("Z"):
+                found.append(int(entry.name))
+    return found
+
+
+@contextmanager
+def recording_run_uids():
+    """The set of uids the sandbox hands its runs while the block runs (the sandbox gives a run a
+    uid of its own only when the grader is root: elsewhere the set stays empty)."""
+    from dgm_course.course import sandbox
+
+    uids: set[int] = set()
+    real = sandbox._run_uid
+
+    def recorded() -> int:
+        uid = real()
+        uids.add(uid)
+        return uid
+
+    sandbox._run_uid = recorded
+    try:
+        yield uids
+    finally:
+        sandbox._run_uid = real

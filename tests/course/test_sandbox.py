@@ -7,6 +7,7 @@ from pathlib import Path
 import socket
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -376,3 +377,64 @@ def test_a_readonly_path_under_tmp_works(tmp_path):
             print("read-only")
     """, readonly=[str(shared)])
     assert r.isolation != "none" and r.stdout == b"library True\nread-only\n", r.stderr
+
+
+# What a process would call to leave its run or reach another process: each must be refused by the
+# seccomp filter, while the prctl calls Python and torch make (here: reading the death signal,
+# naming a thread) still work.
+ESCAPES = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    calls = {"setsid": lambda: libc.setsid(), "setpgid": lambda: libc.setpgid(0, 0),
+             "unshare": lambda: libc.unshare(0x10000000), "setns": lambda: libc.setns(0, 0x10000000),
+             "ptrace": lambda: libc.ptrace(16, 1, 0, 0),
+             "prctl(PR_SET_PDEATHSIG)": lambda: libc.prctl(1, 0, 0, 0, 0),
+             "prctl(PR_GET_PDEATHSIG)": lambda: libc.prctl(2, ctypes.byref(ctypes.c_int()), 0, 0, 0),
+             "prctl(PR_SET_NAME)": lambda: libc.prctl(15, b"worker", 0, 0, 0)}
+    for name, call in calls.items():
+        print(name, "refused" if call() == -1 and ctypes.get_errno() == 1 else "allowed")
+""")
+
+
+@pytest.mark.parametrize("isolation", ["none", *([LEVEL] if LEVEL != "none" else [])])
+def test_leaving_the_run_or_reaching_another_process_is_refused(isolation):
+    r = sandbox.run([sys.executable, "-S", "-c", ESCAPES], FAST, isolation=isolation)
+    refused = ["setsid", "setpgid", "unshare", "setns", "ptrace", "prctl(PR_SET_PDEATHSIG)"]
+    expected = [f"{name} refused" for name in refused] + ["prctl(PR_GET_PDEATHSIG) allowed", "prctl(PR_SET_NAME) allowed"]
+    assert r.stdout.decode().splitlines() == expected, r.stderr
+
+
+as_root = pytest.mark.skipif(LEVEL != "namespace", reason="runs get uids of their own only as root with namespaces")
+# A worker that leaves the process group it was started in and clears its parent-death signal (with
+# fork=True there is no seccomp filter to refuse either), then runs until it is killed.
+LEAVER = textwrap.dedent("""
+    import ctypes, os, time
+    os.setsid()
+    assert ctypes.CDLL(None).prctl(1, 0, 0, 0, 0) == 0
+    print("left", flush=True)
+    while True:
+        time.sleep(0.1)
+""")
+
+
+@as_root
+def test_a_run_is_killed_by_its_pid_namespace_so_a_new_session_does_not_outlive_it():
+    import threading
+
+    from ._course import processes_of_uids, recording_run_uids
+
+    with recording_run_uids() as uids:
+        done: list = []
+        runner = threading.Thread(target=lambda: done.append(py(LEAVER, Limits(wall_s=8, fork=True))))
+        runner.start()
+        deadline, seen = time.monotonic() + 8, []
+        while not seen and time.monotonic() < deadline:  # the positive control: the check sees a run
+            time.sleep(0.2)
+            seen = processes_of_uids(uids)
+        runner.join()
+    left = processes_of_uids(uids)
+    for pid in left:
+        os.kill(pid, 9)
+    assert seen, f"the running worker was never seen (uids {uids})"
+    assert done[0].timed_out and done[0].stdout == b"left\n", done[0]
+    assert left == [], "a process of the run outlived it"
