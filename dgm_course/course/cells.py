@@ -22,8 +22,11 @@ __all__ = ["nbgrader_meta", "grade_cells", "solution_cells", "task_name"]
 
 
 def nbgrader_meta(cell: nbformat.NotebookNode) -> dict:
-    """The cell's nbgrader metadata (``{}`` for a cell nbgrader does not track)."""
-    return cell.get("metadata", {}).get("nbgrader", {})
+    """The cell's nbgrader metadata (``{}`` for a cell nbgrader does not track, or metadata of
+    another shape than nbgrader's: a student may write anything there)."""
+    meta = cell.get("metadata", {})
+    found = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+    return found if isinstance(found, dict) else {}
 
 
 def grade_cells(nb: nbformat.NotebookNode) -> dict[str, float]:

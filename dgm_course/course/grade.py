@@ -146,6 +146,11 @@ def validate_submission(folder: Path, assignment_id: str, source: nbformat.Noteb
     except Exception as err:  # noqa: BLE001 - NotJSONError, UnicodeDecodeError, anything else a file can cause
         return None, f"corrupt notebook: not valid JSON ({type(err).__name__}: {_first_line(err)})"
     try:
+        json.dumps(nb, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return None, ("corrupt notebook: not valid Unicode (a lone surrogate, e.g. an escape \\ud800 with no pair): "
+                      "remove it and submit again")
+    try:
         nbformat.validate(nb)
     except nbformat.ValidationError as err:
         return None, f"corrupt notebook: not a valid notebook ({err.message[:200]})"
@@ -512,9 +517,9 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> byt
     log = batch.out / "logs" / f"{sid}.log"
     try:
         report, notebook, page = _read_report(run.stdout, batch.max_scores)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         report, notebook, page = None, b"", b""
-    with open(log, "w") as fh:
+    with open(log, "w", errors="replace") as fh:  # a lone surrogate in a log is the student's text
         fh.write((report or {}).get("log", "") + run.stderr[-20_000:].decode(errors="replace"))
     if run.timed_out:
         result.in_kernel_status = TIMEOUT

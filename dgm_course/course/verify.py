@@ -264,6 +264,7 @@ def _read_notebook(nb) -> dict:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError("a notebook must be a JSON object")
+    json.dumps(data, ensure_ascii=False).encode()  # UnicodeEncodeError (a ValueError): a lone surrogate
     return data
 
 
@@ -709,15 +710,14 @@ class _Events:
                 break
             try:
                 head = json.loads(self.buf[:nl])
-                n = int(head["nbytes"])
-                step, kind = head["step"], head["event"]
+                n, step, kind = head["nbytes"], head["step"], head["event"]
                 if kind == "start":
                     in_order = self.started is None and self.next < len(self.order) and step == self.order[self.next]
                 else:
                     in_order = kind == "end" and step == self.started
-                if not in_order or n < 0:
+                if not in_order or type(n) is not int or n < 0:
                     raise ValueError(step)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: a line nested deep
                 # Forged, out of order or garbled: what came before still counts, and the run
                 # ends now (a deadline of 0): a worker waiting for inputs would wait in vain.
                 self.broken = True
@@ -732,10 +732,23 @@ class _Events:
                 deadline = self.seconds_of[step]
                 self.outbox += self.frames.get(step, b"")
             else:
-                error = head.get("error")
-                self.ended[step] = (error if isinstance(error, dict) else None if error is None else {}, payload)
+                self.ended[step] = (_error_fields(head.get("error")), payload)
                 self.started = None
         return deadline
+
+
+def _error_fields(error) -> dict | None:
+    """A step's error as the worker sends it, kept only in the shapes the worker writes (strings
+    and a line number): student code can write to the channel, so a field may be anything."""
+    if error is None:
+        return None
+    if not isinstance(error, dict):
+        return {}
+    kept = {key: error[key] for key in ("type", "cell", "message") if isinstance(error.get(key), str)}
+    line = error.get("line")
+    if type(line) is int:
+        kept["line"] = line
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -98,6 +98,27 @@ def test_student_code_cannot_forge_a_set_up_failure_or_take_inputs_early(forged)
     assert events.ended["cell:0"] == (None, b"")  # the trusted set-up cell ran without error
 
 
+@pytest.mark.parametrize("line", [
+    b'{"event": "start", "step": "cell:0", "nbytes": 1e400}',  # an infinite float: OverflowError in int()
+    b'{"event": "start", "step": "cell:0", "nbytes": NaN}',
+    b'{"event": "start", "step": "cell:0", "nbytes": 1.5}',
+    b"[" * 30_000 + b"]" * 30_000,  # RecursionError in the parser
+], ids=["infinite", "nan", "float", "deep"])
+def test_a_line_that_no_parser_takes_ends_the_run_as_garbled_without_an_exception(line):
+    events = _events(bytearray())
+    events.feed(_line("start", "cell:0") + _line("end", "cell:0") + _line("start", "cell:1"))
+    assert events.feed(line + b"\n") == 0.0 and events.broken
+    assert list(events.ended) == ["cell:0"]
+
+
+def test_error_fields_of_other_shapes_than_the_workers_read_as_an_exception():
+    events = _events(bytearray())
+    odd = {"type": [], "cell": {}, "line": 1.5, "message": ["x"]}
+    events.feed(_line("start", "cell:0") + _line("end", "cell:0") + _line("start", "cell:1") + _line("end", "cell:1", odd))
+    assert events.ended["cell:1"] == ({}, b"")
+    assert _describe(events.ended["cell:1"][0], CELLS) == "an exception"
+
+
 CELLS = {"<cell log_abs_det>": 4}
 
 
@@ -160,6 +181,22 @@ def test_a_changed_set_up_or_odd_metadata_is_rejected_with_the_reason(tmp_path, 
     nb = copy.deepcopy(notebook("release", ID))
     edit(nb)
     path, reason = validate_submission(_submit(tmp_path, nb), ID, notebook("source", ID))
+    assert path is None and says in reason, reason
+
+
+def _with_surrogate(nb):
+    cell_by_id(nb, "log_abs_det").source += "\n# \ud800"
+
+
+@pytest.mark.parametrize("edit, says", [
+    (_with_surrogate, "not valid Unicode (a lone surrogate"),
+    (lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("a note", metadata={"nbgrader": "grade"})),
+     "unreadable nbgrader metadata"),
+])
+def test_text_with_no_utf8_encoding_or_metadata_of_another_shape_is_rejected(tmp_path, edit, says):
+    nb = copy.deepcopy(notebook("release", ID))
+    edit(nb)
+    path, reason = validate_submission(_submit(tmp_path, json.dumps(nb).encode()), ID, notebook("source", ID))
     assert path is None and says in reason, reason
 
 
