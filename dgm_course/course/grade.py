@@ -33,9 +33,11 @@ the worker, whose files come back to the grading process):
    solution cells in another sandbox and checks numbers against the grader's own references.
    Its score is the final one; a task whose in-kernel score differs is flagged with the reason.
    An assignment without a spec keeps its in-kernel score and is marked unverified.
-4. **Feedback**: nbgrader renders the feedback page from the in-kernel run's gradebook copy with
-   the final scores in it, with a section listing each task's verified result; where nbgrader
-   cannot, a page of our own says why.
+4. **Feedback**: nbgrader renders the feedback page of the autograded notebook with the final
+   scores in a second, fresh sandbox (:func:`_feedback_main`): the kernel of the in-kernel run
+   could write its home and plant templates or configuration there, so nothing of that run but the
+   notebook and plain values goes on, and Jupyter's paths are read-only and the grader's. A section
+   lists each task's verified result; where nbgrader cannot make a page, a page of our own says why.
 5. **Gradebook**: the grading process alone, as each student's result comes in, writes the final
    scores into the gradebook (one transaction per student, tried again on a conflict with another
    writer of a shared database).
@@ -326,8 +328,9 @@ class _Batch:
 
 
 def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only its source is shipped
-    """Autograde one submission with nbgrader; then, with the final scores in the gradebook copy,
-    nbgrader's feedback page. Writes a JSON head line, the autograded notebook and the page."""
+    """Autograde one submission with nbgrader. Writes a JSON head line (the in-kernel scores and
+    nbgrader's comments, as plain values) and the autograded notebook. The feedback page is made
+    by another run (:func:`_feedback_main`): this one's files are the kernel's to write."""
     import ctypes
     import json
     import os
@@ -361,9 +364,9 @@ def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only it
     from traitlets.config.loader import PyFileConfigLoader
 
     aid, sid = cfg["assignment_id"], cfg["student_id"]
-    head = {"autograded": False, "error": "", "log": "", "scores": {}, "needs_manual": [], "notebook_bytes": 0,
-            "feedback_bytes": 0}
-    notebook = page = b""
+    head = {"autograded": False, "error": "", "log": "", "scores": {}, "needs_manual": [], "comments": {},
+            "notebook_bytes": 0}
+    notebook = b""
     try:
         config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
         config.CourseDirectory.root = root
@@ -376,26 +379,70 @@ def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only it
         result = api.autograde(aid, sid)
         head["log"] = (result.get("log", "") + result.get("error", ""))[-100_000:]
         if result["success"]:
-            final = cfg["final_scores"]
             with Gradebook(f"sqlite:///{root}/gradebook.db", cfg["course_id"]) as gb:
-                grades = gb.find_submission_notebook(aid, aid, sid).grades
-                head["scores"] = {g.name: float(g.auto_score or 0.0) for g in grades}  # never manual_score
-                head["needs_manual"] = [g.name for g in grades if g.needs_manual_grade]
-                for g in grades if final is not None else []:  # the feedback shows the final scores
-                    g.auto_score, g.manual_score, g.needs_manual_grade = final.get(g.name, 0.0), None, False
-                gb.db.commit()
+                submission = gb.find_submission_notebook(aid, aid, sid)
+                head["scores"] = {g.name: float(g.auto_score or 0.0) for g in submission.grades}  # never manual
+                head["needs_manual"] = [g.name for g in submission.grades if g.needs_manual_grade]
+                head["comments"] = {c.name: c.auto_comment for c in submission.comments if c.auto_comment}
             with open(os.path.join(root, "autograded", sid, aid, f"{aid}.ipynb"), "rb") as fh:
                 notebook = fh.read()
             head["autograded"] = True
-            result = api.generate_feedback(aid, sid)
-            head["log"] += (result.get("log", "") + result.get("error", ""))[-100_000:]
-            if result["success"]:
-                with open(os.path.join(root, "feedback", sid, aid, f"{aid}.html"), "rb") as fh:
-                    page = fh.read()
     except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
         head["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    head["notebook_bytes"], head["feedback_bytes"] = len(notebook), len(page)
-    results.write(json.dumps(head).encode() + b"\n" + notebook + page)
+    head["notebook_bytes"] = len(notebook)
+    results.write(json.dumps(head).encode() + b"\n" + notebook)
+    results.close()
+    os._exit(0)
+
+
+def _feedback_main() -> None:  # pragma: no cover - runs in a sandbox of its own
+    """nbgrader's feedback page of one autograded notebook, in a fresh sandbox: the assignment's
+    gradebook before any student with this student's final scores (and nbgrader's comments) written
+    in, the course's configuration, and templates and Jupyter folders only from read-only places
+    (the job folder and the installation): nothing the student's kernel wrote is here. Writes a
+    JSON head line and the page."""
+    import json
+    import os
+    import shutil
+
+    job = os.environ["FEEDBACK_JOB"]
+    with open(os.path.join(job, "job.json")) as fh:
+        cfg = json.load(fh)
+    results = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    root = os.path.join(os.environ["HOME"], "course")
+    shutil.copytree(os.path.join(job, "course"), root)
+
+    from nbgrader.api import Gradebook
+    from nbgrader.apps.api import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    aid, sid = cfg["assignment_id"], cfg["student_id"]
+    head = {"error": "", "log": "", "feedback_bytes": 0}
+    page = b""
+    try:
+        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        config.CourseDirectory.root = root
+        config.CourseDirectory.db_url = f"sqlite:///{root}/gradebook.db"
+        with Gradebook(config.CourseDirectory.db_url, cfg["course_id"]) as gb:
+            gb.update_or_create_student(sid)
+            gb.update_or_create_submission(aid, sid)
+            submission = gb.find_submission_notebook(aid, aid, sid)
+            for g in submission.grades:
+                g.auto_score, g.manual_score = cfg["scores"].get(g.name, 0.0), None
+                g.needs_manual_grade = g.name in cfg["needs_manual"]
+            for c in submission.comments:
+                c.auto_comment = cfg["comments"].get(c.name)
+            gb.db.commit()
+        result = NbGraderAPI(config=config).generate_feedback(aid, sid)
+        head["log"] = (result.get("log", "") + result.get("error", ""))[-100_000:]
+        if result["success"]:
+            with open(os.path.join(root, "feedback", sid, aid, f"{aid}.html"), "rb") as fh:
+                page = fh.read()
+    except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
+        head["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    head["feedback_bytes"] = len(page)
+    results.write(json.dumps(head).encode() + b"\n" + page)
     results.close()
     os._exit(0)
 
@@ -428,8 +475,7 @@ def _matplotlib_cache() -> Path | None:
     return found[-1] if found else None
 
 
-def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Path,
-                        final_scores: dict[str, float] | None) -> None:
+def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Path) -> None:
     from .verify import _worker_library
 
     aid = batch.assignment_id
@@ -448,8 +494,7 @@ def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Pa
         config["Execute.timeout"] = batch.cell_timeout
     kernel = batch.source.metadata.get("kernelspec", {}).get("name", "python3")
     (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id, "config": config,
-                                              "course_id": batch.course_id, "kernel_name": kernel,
-                                              "final_scores": final_scores}))
+                                              "course_id": batch.course_id, "kernel_name": kernel}))
     (job / "runner.py").write_text(inspect.getsource(_inkernel_main) + "\n\n_inkernel_main()\n")
     (job / "kernel.py").write_text(inspect.getsource(_kernel_main) + "\n\n_kernel_main()\n")
     shutil.copy(sandbox.__file__, job / "sandbox.py")
@@ -458,10 +503,81 @@ def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Pa
     if fonts is not None:
         (job / "mpl").mkdir()
         shutil.copy(fonts, job / "mpl" / fonts.name)
-    for root, dirs, files in os.walk(job):  # readable by the run's own uid
+    _readable(job)
+
+
+def _readable(job: Path) -> None:
+    """Every file of a job folder readable (and nothing writable) by the run's own uid."""
+    for root, dirs, files in os.walk(job):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)
+
+
+# Where the feedback run's Jupyter looks for templates and configuration: empty folders of its
+# read-only job (besides the installation's own, read-only too), never the run's home.
+_JUPYTER_DIRS = {"JUPYTER_PATH": "jupyter/path", "JUPYTER_DATA_DIR": "jupyter/data",
+                 "JUPYTER_CONFIG_DIR": "jupyter/config", "JUPYTER_CONFIG_PATH": "jupyter/config"}
+_FEEDBACK_LIMITS = Limits(wall_s=120, memory_mb=4096, scratch_mb=256, stdout_bytes=64 << 20, stderr_bytes=4 << 20)
+
+
+def _write_feedback_job(job: Path, batch: _Batch, student_id: str, notebook: bytes, report: dict,
+                        scores: dict[str, float]) -> None:
+    """The feedback run's job: the course's configuration, the assignment's gradebook before any
+    student, the autograded notebook, the scores to show and nbgrader's comments as plain values."""
+    aid = batch.assignment_id
+    course = job / "course"
+    (course / "autograded" / student_id / aid).mkdir(parents=True)
+    (course / "autograded" / student_id / aid / f"{aid}.ipynb").write_bytes(notebook)
+    shutil.copy(batch.course.root / CONFIG_FILE, course / CONFIG_FILE)
+    (course / "gradebook.db").write_bytes(batch.gradebook)
+    for folder in set(_JUPYTER_DIRS.values()):
+        (job / folder).mkdir(parents=True, exist_ok=True)
+    manual = report["needs_manual"] if batch.spec is None else []  # verified scores need no manual grade
+    (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id,
+                                              "course_id": batch.course_id, "scores": scores,
+                                              "needs_manual": manual, "comments": report["comments"]}))
+    (job / "runner.py").write_text(inspect.getsource(_feedback_main) + "\n\n_feedback_main()\n")
+    _readable(job)
+
+
+def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, report: dict) -> bytes:
+    """nbgrader's feedback page for the autograded ``notebook`` with ``result.scores``, made in a
+    sandbox of its own (no kernel, no new processes) whose only input from the student is that
+    notebook; ``b''`` where it could not be made (the grader then writes a page of its own)."""
+    sid = result.student_id
+    job = Path(tempfile.mkdtemp(prefix="dgm-feedback-"))
+    try:
+        _write_feedback_job(job, batch, sid, notebook, report, result.scores)
+        env = {"FEEDBACK_JOB": "{job}", "TQDM_DISABLE": "1",
+               **{name: "{job}/" + folder for name, folder in _JUPYTER_DIRS.items()}}
+        from .verify import LIBRARY
+
+        run = sandbox.run([sys.executable, "{job}/runner.py"], _FEEDBACK_LIMITS, job, env=env, hide=[str(LIBRARY)],
+                          require=batch.require)
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    try:
+        head, page = _read_page(run.stdout)
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        head, page = {}, b""
+    with open(batch.out / "logs" / f"{sid}.log", "a", errors="replace") as fh:
+        fh.write("\n--- feedback ---\n" + str(head.get("log", "")) + str(head.get("error", ""))
+                 + run.stderr[-20_000:].decode(errors="replace"))
+    return page
+
+
+def _read_page(stdout: bytes) -> tuple[dict, bytes]:
+    """The feedback run's head line and page."""
+    newline = stdout.find(b"\n", 0, _HEAD_BYTES)
+    if newline < 0:
+        raise ValueError("no report")
+    head = json.loads(stdout[:newline])
+    m = head["feedback_bytes"]
+    page = stdout[newline + 1: newline + 1 + m] if type(m) is int and m >= 0 else b""
+    if len(page) != m:
+        raise ValueError("truncated report")
+    return head, page
 
 
 def _inkernel_limits(timeout: float) -> Limits:
@@ -477,34 +593,37 @@ def _error_line(text: str) -> str:
     return lines[-1][:300] if lines else "see the log"
 
 
-def _read_report(stdout: bytes, max_scores: dict[str, float]) -> tuple[dict, bytes, bytes]:
-    """The run's head line, notebook and feedback page, as plain values: unknown cells and
-    impossible scores go."""
+def _read_report(stdout: bytes, max_scores: dict[str, float]) -> tuple[dict, bytes]:
+    """The run's head line and autograded notebook, as plain values: unknown cells and impossible
+    scores go."""
     newline = stdout.find(b"\n", 0, _HEAD_BYTES)
     if newline < 0:
         raise ValueError("no report")
     head = json.loads(stdout[:newline])
-    n, m = int(head["notebook_bytes"]), int(head["feedback_bytes"])
+    n = head["notebook_bytes"]
+    if type(n) is not int or n < 0:
+        raise ValueError("no notebook size")
     notebook = stdout[newline + 1: newline + 1 + n]
-    page = stdout[newline + 1 + n: newline + 1 + n + m]
-    if n < 0 or m < 0 or len(notebook) != n or len(page) != m:
+    if len(notebook) != n:
         raise ValueError("truncated report")
     scores = {}
     for gid, points in dict(head.get("scores", {})).items():
         if gid in max_scores and isinstance(points, (int, float)) and math.isfinite(points):
             scores[gid] = min(max(float(points), 0.0), max_scores[gid])
     manual = [gid for gid in head.get("needs_manual", []) if gid in max_scores]
+    comments = {str(name)[:200]: text[:2000] for name, text in dict(head.get("comments", {})).items()
+                if isinstance(text, str)}
     return {"autograded": head.get("autograded") is True, "scores": scores, "needs_manual": manual,
-            "error": str(head.get("error", ""))[:500], "log": str(head.get("log", ""))}, notebook, page
+            "comments": comments, "error": str(head.get("error", ""))[:500], "log": str(head.get("log", ""))}, notebook
 
 
-def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> bytes:
-    """nbgrader's autograde of one student in the sandbox: the in-kernel score, the notebook, and
-    nbgrader's feedback page (returned; showing ``result.scores`` where verified)."""
+def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> tuple[bytes, dict | None]:
+    """nbgrader's autograde of one student in the sandbox: the in-kernel score (into ``result``),
+    and the autograded notebook with the run's report (``(b'', None)`` where it gave none)."""
     sid, aid = result.student_id, batch.assignment_id
     job = Path(tempfile.mkdtemp(prefix="dgm-autograde-"))
     try:
-        _write_inkernel_job(job, batch, sid, submitted, result.scores if result.verdicts is not None else None)
+        _write_inkernel_job(job, batch, sid, submitted)
         env = {"AUTOGRADE_JOB": "{job}", "PYTHONPATH": "{job}/lib", "TQDM_DISABLE": "1",
                "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
@@ -516,9 +635,9 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> byt
         shutil.rmtree(job, ignore_errors=True)
     log = batch.out / "logs" / f"{sid}.log"
     try:
-        report, notebook, page = _read_report(run.stdout, batch.max_scores)
+        report, notebook = _read_report(run.stdout, batch.max_scores)
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        report, notebook, page = None, b"", b""
+        report, notebook = None, b""
     with open(log, "w", errors="replace") as fh:  # a lone surrogate in a log is the student's text
         fh.write((report or {}).get("log", "") + run.stderr[-20_000:].decode(errors="replace"))
     if run.timed_out:
@@ -541,7 +660,8 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> byt
         for name in _KEPT_FILES:
             if (submitted / name).is_file():
                 shutil.copy(submitted / name, folder / name)
-    return page
+        return notebook, report
+    return b"", None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -753,7 +873,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
         _verify(batch, result)
         if result.status == ERROR:
             return result  # graded again later: no in-kernel run, no gradebook entry
-    page = _run_in_kernel(batch, result, target)
+    notebook, report = _run_in_kernel(batch, result, target)
     if batch.spec is not None:
         flag_verdicts(batch.spec, result.verdicts, result.in_kernel)
     else:
@@ -762,6 +882,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
         if result.status == GRADED and result.in_kernel is None:
             result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
         result.scores = dict(result.in_kernel or {})
+    page = _render_feedback(batch, result, notebook, report) if report is not None and result.status == GRADED else b""
     _feedback(batch, result, original, page)
     return result
 

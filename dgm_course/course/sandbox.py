@@ -24,11 +24,15 @@ Mechanism (``isolation="namespace"``, the default wherever it works):
    ``RLIMIT_NPROC``, no core files; the scratch tmpfs has a size. A seccomp filter refuses new
    processes (``fork``, ``vfork``, ``clone`` without ``CLONE_THREAD``; threads stay allowed), so
    the memory limit of the one process (plus the scratch tmpfs) is the memory of the run: a
-   fork bomb cannot multiply it. (``Limits(fork=True)`` lifts the filter; then ``nproc`` bounds the processes and
-   the memory is ``nproc`` times the limit.) The *parent* enforces the
-   wall-clock limit by SIGKILL to the whole process group (the worker is pid 1 of its pid
-   namespace, so all its descendants die with it), which a loop ignoring SIGINT/SIGTERM cannot
-   catch. stdout and stderr are read concurrently and capped: past its cap the process is killed
+   fork bomb cannot multiply it; and it refuses leaving the run (``setsid``, ``setpgid``,
+   ``unshare``, ``setns``, ``prctl(PR_SET_PDEATHSIG)``) or reaching other processes (``ptrace``,
+   ``process_vm_readv``/``writev``). (``Limits(fork=True)`` lifts the filter; then ``nproc`` bounds
+   the processes and the memory is ``nproc`` times the limit.) The *parent* enforces the
+   wall-clock limit by SIGKILL, which a loop ignoring SIGINT/SIGTERM cannot catch, to the first
+   process of the run's pid namespace (the launcher reports its host pid on the status channel;
+   the parent holds it as a pidfd) - the kernel then kills every process in the namespace,
+   whatever its session, process group or death signal - and to the process group it started.
+   Every run ends so, finished or not, and the parent waits until the namespace is empty. stdout and stderr are read concurrently and capped: past its cap the process is killed
    (``output_limited``), so an output bomb costs neither memory nor disk.
 
 What it leaves open: reading the world-readable system files and Python packages that are
@@ -41,8 +45,9 @@ Fallback (``isolation="none"``, used only when namespaces are unavailable, e.g. 
 without ``CAP_SYS_ADMIN`` and without user namespaces, and reported in every result): the limits,
 the seccomp filter, the scrubbed environment, the scratch folder and the process-group kill still
 apply, but the worker sees the whole file system with the grader's permissions and can open
-network connections; with ``fork=True`` a process that calls ``setsid`` can outlive the run (its
-CPU time is still capped by ``RLIMIT_CPU``). Graders should refuse this level for real grading
+network connections; there is no pid namespace to kill by, so with ``fork=True`` (no filter) a
+process that calls ``setsid`` or ``setpgid`` can outlive the run (its CPU time is still capped by
+``RLIMIT_CPU``). Graders should refuse this level for real grading
 (see ``require``).
 
 Example:
