@@ -17,19 +17,21 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from dgm_course.course import verify
+from dgm_course.course import sandbox, verify
 from dgm_course.course.config import execution_env, nbgrader_api
 from dgm_course.course.grade import ERROR, GRADED, grade, reproduce
 from tests.course.adversarial import exercise, stock
-from tests.course.adversarial.notebook_01 import (ANY, CASES, FULL, ID, SETSID_MARKER, TASKS, load, private_files,
-                                                  write)
+from tests.course.adversarial.notebook_01 import (ANY, CASES, FULL, HIJACK_MARKER, ID, SETSID_MARKER, TASKS, load,
+                                                  private_files, write)
 
-from ._course import COURSE, processes_with
+from ._course import COURSE, processes_of_uids, processes_with, recording_run_uids
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +53,11 @@ def corpus(tmp_path_factory):
     before = {path: Path(path).read_bytes() for path in notebooks.private if Path(path).is_file()}
     lines: list[str] = []
     start = time.monotonic()
-    rows = grade(COURSE, ID, submitted, out, timeout=TIMEOUT, workers=2, progress=False, log=lines.append)
+    with recording_run_uids() as uids:  # as root, every sandboxed run of the batch has a uid of its own
+        rows = grade(COURSE, ID, submitted, out, timeout=TIMEOUT, workers=2, progress=False, log=lines.append)
     return {"rows": {r["student_id"]: r for r in rows}, "order": [r["student_id"] for r in rows], "out": out,
-            "private": notebooks.private, "before": before, "log": lines, "seconds": time.monotonic() - start}
+            "private": notebooks.private, "before": before, "log": lines, "seconds": time.monotonic() - start,
+            "uids": uids}
 
 
 def _tasks(row: dict) -> dict[str, float]:
@@ -178,8 +182,34 @@ def test_no_submission_makes_the_grader_blame_itself(corpus):
 
 
 def test_no_process_a_submission_started_outlives_it(corpus):
-    assert corpus["rows"]["setsid"]["score"] == sum(FULL.values())  # its cell ran, and all the rest
-    assert processes_with(SETSID_MARKER) == []
+    """After the batch, no process of any case's runs is left: none with the command line of the
+    setsid case's children, and (as root, where each run has a uid of its own: the sandbox tests
+    show this check seeing a live run) none with the uid of any run of the batch."""
+    row = corpus["rows"]["setsid"]
+    assert row["log_abs_det"] == FULL["log_abs_det"] and row["in_kernel_score"] == 10.0  # nothing escaped
+    assert row["elementwise_log_det"] == 0.0 and "wall-clock limit" in row["details"]  # killed mid-task
+    left = processes_with(SETSID_MARKER) + processes_of_uids(corpus["uids"])
+    for pid in left:  # no stray left behind on the machine running the tests
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert left == []
+    assert corpus["uids"] or os.geteuid() != 0 or sandbox.available_isolation() != "namespace"
+
+
+def test_the_feedback_page_comes_from_the_graders_templates_only(corpus):
+    """The template_hijack case planted a template (and configuration) in every Jupyter folder its
+    kernel could write: the page is nbgrader's, like the solution's, and nothing it would run ran."""
+    page, normal = _page(corpus, "template_hijack"), _page(corpus, "solution")
+    assert f"<body>{HIJACK_MARKER}" not in page and "spawned-42" not in page  # its cell's source shows, escaped
+    assert "Verified score: 10 of 10" in page
+    cells = page.count('<div class="cell')
+    assert _title(page) == _title(normal) and cells == normal.count('<div class="cell') + 1  # its own cell
+
+
+def _title(page: str) -> str:
+    return page[page.index("<title>"):page.index("</title>")]
 
 
 @pytest.fixture(scope="module")

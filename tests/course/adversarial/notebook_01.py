@@ -11,6 +11,7 @@ pinning; ``ANY`` where it is not asserted.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,11 +335,19 @@ for fd in range(3, 64):
         pass
 '''
 SETSID_MARKER = "dgm-corpus-setsid-marker"
-# A process in a session of its own, by subprocess and by fork + setsid; each would run forever.
+# A process in a session of its own, by subprocess and by fork + setsid; each would run forever. Then
+# this process itself tries to leave the run: its own session (setsid), no parent-death signal
+# (prctl), a user namespace of its own (unshare); what succeeded is counted in ``escaped``, and a
+# non-daemon thread holds 256 MiB for ever. The verifier's worker (the first process of its pid
+# namespace, unlike the notebook's kernel) then never returns from elementwise_log_det, so the
+# grader must kill it at that task's deadline: a process that escaped the kill would live on.
 SETSID = f'''\
+import ctypes
 import os
 import subprocess
 import sys
+import threading
+import time
 
 forever = [sys.executable, "-c", "import time\\nwhile True:\\n    time.sleep(1)", {SETSID_MARKER!r}]
 try:
@@ -351,6 +360,122 @@ try:
         os.execv(sys.executable, forever)
 except OSError:
     pass
+escaped = []
+try:
+    os.setsid()
+    escaped.append("setsid")
+except OSError:
+    pass
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(1, 0, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG: no signal when the parent dies
+    escaped.append("prctl")
+if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+    escaped.append("unshare")
+
+
+def hold(block=b"x" * (256 << 20)):
+    while True:
+        time.sleep(1)
+
+
+threading.Thread(target=hold, daemon=False).start()
+'''
+# Correct only if nothing escaped; never returns in the verifier's worker (see SETSID).
+ESCAPED_LOG_ABS_DET = '''\
+def log_abs_det(jac):
+    return torch.linalg.slogdet(jac).logabsdet + len(escaped)
+'''
+LINGER = '''
+_elementwise_log_det = elementwise_log_det
+
+
+def elementwise_log_det(h, x):
+    while os.getpid() == 1:
+        time.sleep(1)
+    return _elementwise_log_det(h, x)
+'''
+
+
+def _escaping(nb: Notebooks) -> nbformat.NotebookNode:
+    solved = _insert_after(nb.solved, "setup", SETSID)
+    return _with(solved, log_abs_det=ESCAPED_LOG_ABS_DET,
+                 elementwise_log_det=_solved_task(nb, "elementwise_log_det") + LINGER)
+
+
+# Lines written to every pipe the cell can write to (see FORGED_EVENTS) that no parser may choke on.
+# ``{step}``: this cell's own step, read from the verifier's job (its end event is then in order).
+EVENT_LINES = {"overflow": '{{"event": "start", "step": "cell:2", "nbytes": 1e400}}',
+               "deep": "[" * 30_000 + "]" * 30_000,
+               "odd_error": '{{"event": "end", "step": "{step}", "nbytes": 0, "error": {{"type": [], "cell": {{}}}}}}'}
+
+
+def event_writer(line: str) -> str:
+    return f'''\
+import json
+import os
+import stat
+
+try:
+    with open(os.path.join(os.environ["VERIFY_JOB"], "job.json")) as fh:
+        cells = json.load(fh)["cells"]
+    step = "cell:" + str(next(i for i, cell in enumerate(cells) if "os.fstat(fd)" in cell[3]))
+except (KeyError, OSError, StopIteration):
+    step = "cell:0"  # not in the verifier
+for fd in range(3, 64):
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, {line!r}.format(step=step).encode() + b"\\n")
+    except OSError:
+        pass
+'''
+
+
+def _surrogate(nb: Notebooks) -> str:
+    """The solution with a lone surrogate in a comment, as JSON (it has no UTF-8 encoding)."""
+    solved = _with(nb.solved, log_abs_det=_solved_task(nb, "log_abs_det") + "\n# a lone surrogate: \ud800\n")
+    return json.dumps(solved)
+
+
+def _string_metadata(nb: Notebooks) -> nbformat.NotebookNode:
+    solved = copy.deepcopy(nb.solved)
+    solved.cells.append(new_markdown_cell("a note", metadata={"nbgrader": "grade"}))
+    return solved
+
+
+HIJACK_MARKER = "dgm-corpus-template-hijack"
+# Writes a Jinja template (and a configuration file) into every Jupyter folder it can: rendered,
+# it would replace the feedback page and start a process. A cell the kernel runs; the verifier's
+# worker has no Jupyter at all.
+TEMPLATE_HIJACK = f'''\
+import os
+
+try:
+    from jupyter_core.paths import jupyter_config_path, jupyter_path
+    bases = jupyter_path() + jupyter_config_path()
+except ImportError:
+    bases = []
+bases += [os.path.expanduser(p) for p in ("~/.jupyter", "~/.local/share/jupyter")]
+bases += [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+page = ("{{%- set os = cycler.__init__.__globals__.os -%}}<html><body>{HIJACK_MARKER} "
+        "{{{{ os.popen('echo spawned-$((6 * 7))').read() }}}}</body></html>")
+planted = []
+for base in bases:
+    for name in ("feedback", "classic", "lab", "base"):
+        folder = os.path.join(base, "nbconvert", "templates", name)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            for file in ("index.html.j2", "base.html.j2"):
+                with open(os.path.join(folder, file), "w") as fh:
+                    fh.write(page)
+            planted.append(folder)
+        except OSError:
+            pass
+    for file in ("jupyter_nbconvert_config.py", "nbgrader_config.py"):
+        try:
+            with open(os.path.join(base, file), "w") as fh:
+                fh.write("c.HTMLExporter.extra_template_basedirs = " + repr([os.path.join(b, "nbconvert", "templates") for b in bases]) + "\\n")
+        except OSError:
+            pass
 '''
 DEEP_JSON = '{"cells": ' + "[" * 100_000 + "]" * 100_000 + ', "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
@@ -466,8 +591,10 @@ CASES = [
          lambda nb: _insert_after(nb.solved, "setup", FORGED_EVENTS), ZERO, "its results were garbled"),
     Case("deep_json", "a notebook whose JSON nests 100,000 levels deep", lambda nb: DEEP_JSON, None,
          "nested deeper than 64 levels", None, status="rejected"),
-    Case("setsid", "starts processes in sessions of their own (subprocess, fork + setsid) that would run forever",
-         lambda nb: _insert_after(nb.solved, "setup", SETSID), FULL, "", 10.0),
+    Case("setsid", "starts processes in sessions of their own (subprocess, fork + setsid), leaves its own session "
+         "(setsid), clears its parent-death signal (prctl), unshares a user namespace, holds 256 MiB in a "
+         "thread for ever and never returns from a task in the verifier",
+         _escaping, {**FULL, "elementwise_log_det": 0.0}, "wall-clock limit", 10.0),
     Case("reference_by_name", "the reference reached by a computed name (importlib, getattr)",
          lambda nb: _with(nb.solved, batch_jacobian=REFERENCE_BY_NAME), {**FULL, "batch_jacobian": 0.0},
          "a name of the library is not available while grading", 10.0),
@@ -478,6 +605,21 @@ CASES = [
     Case("reference_by_search", "the reference found among every object alive (gc.get_objects)",
          lambda nb: _with(nb.solved, batch_jacobian=REFERENCE_BY_SEARCH), {**FULL, "batch_jacobian": 0.0},
          "a name of the library is not available while grading", ANY),
+    Case("event_overflow", "writes a start event whose nbytes is 1e400 (an infinite float) to every pipe it can",
+         lambda nb: _insert_after(nb.solved, "setup", event_writer(EVENT_LINES["overflow"])), ZERO,
+         "its results were garbled"),
+    Case("event_deep", "writes a line nested 30,000 levels deep to every pipe it can",
+         lambda nb: _insert_after(nb.solved, "setup", event_writer(EVENT_LINES["deep"])), ZERO,
+         "its results were garbled"),
+    Case("event_odd_error", "reports its own cell's end with an error whose fields are a list and an object",
+         lambda nb: _insert_after(nb.solved, "setup", event_writer(EVENT_LINES["odd_error"])), ZERO,
+         "its results were garbled"),
+    Case("surrogate_comment", "a lone surrogate (no UTF-8 encoding) in a comment", _surrogate, None,
+         "not valid Unicode", None, status="rejected"),
+    Case("string_metadata", "a Markdown cell whose nbgrader metadata is a string", _string_metadata, None,
+         "unreadable nbgrader metadata", None, status="rejected"),
+    Case("template_hijack", "writes a Jinja template and a configuration file into every Jupyter folder it can",
+         lambda nb: _insert_after(nb.solved, "setup", TEMPLATE_HIJACK), FULL, "", 10.0),
 ]
 
 
