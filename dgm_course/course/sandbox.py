@@ -32,7 +32,8 @@ Mechanism (``isolation="namespace"``, the default wherever it works):
    process of the run's pid namespace (the launcher reports its host pid on the status channel;
    the parent holds it as a pidfd) - the kernel then kills every process in the namespace,
    whatever its session, process group or death signal - and to the process group it started.
-   Every run ends so, finished or not, and the parent waits until the namespace is empty. stdout and stderr are read concurrently and capped: past its cap the process is killed
+   Every run ends so, finished or not, and the parent waits until the namespace is empty. stdout
+   and stderr are read concurrently and capped: past its cap the process is killed
    (``output_limited``), so an output bomb costs neither memory nor disk.
 
 What it leaves open: reading the world-readable system files and Python packages that are
