@@ -143,7 +143,8 @@ def test_every_student_has_a_csv_row_and_a_feedback_page(batch):
     with open(batch["out"] / "grades.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["student_id"] for r in rows] == sorted(batch["rows"])
-    assert list(rows[0])[:6] == ["student_id", "status", "reason", "score", "max_score", "needs_manual_grade"]
+    assert list(rows[0])[:8] == ["student_id", "status", "reason", "score", "max_score", "late_penalty", "timestamp",
+                                 "needs_manual_grade"]
     assert [r["status"] for r in rows] == [batch["rows"][r["student_id"]]["status"] for r in rows]
     for row in rows:
         page = batch["out"] / row["feedback"]
