@@ -72,6 +72,26 @@ def test_first_cells_are_the_introduction_and_the_setup(assignment_id):
 
 
 @ids
+def test_students_are_told_what_scores_0_and_warned_before_they_submit(assignment_id):
+    """The first cell names every reference the spec forbids; each test cell's visible part starts
+    with ``assert_no_reference`` of this assignment on its own task (the set-up cell imports it)."""
+    from dgm_course.course.verify import load_spec
+
+    nb = notebook("source", assignment_id)
+    intro = nb.cells[0].source
+    assert "**What counts.**" in intro and "scores 0 when graded" in intro, "the first cell says what scores 0"
+    for task in load_spec(assignment_id).tasks:
+        for dotted in task.forbidden:
+            named = f"`{dotted.rsplit('.', 1)[1]}`" in intro or dotted in intro  # the name, or a module in full
+            assert named, f"the first cell names {dotted} ({task.task_id})"
+    assert re.search(r"^from dgm_course\.course\.checks import .*\bassert_no_reference\b", nb.cells[1].source, re.M)
+    for name in tasks(nb):
+        first = cell_by_id(nb, f"test_{name}").source.splitlines()[0]
+        assert first.startswith(f'assert_no_reference("{assignment_id}", {name})'), (
+            f"test_{name} starts with the warning: {first!r}")
+
+
+@ids
 def test_tasks_are_top_level_functions_with_a_test_cell_right_after(assignment_id):
     nb = notebook("source", assignment_id)
     names = tasks(nb)
