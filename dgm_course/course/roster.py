@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gradebook
 from .config import Course
 
 __all__ = ["Student", "CourseRecords", "course_gradebook_url", "read", "add_to", "late_penalty"]
@@ -60,6 +61,8 @@ def read(course: Course, assignment_id: str) -> CourseRecords:
     url = course_gradebook_url(course)
     if url is None:
         return CourseRecords()
+    if not url.startswith("sqlite"):
+        gradebook.check_reachable(url)  # one clear error before anything is graded
     from nbgrader.api import Gradebook, MissingEntry
 
     course_id = course.config.CourseDirectory.get("course_id", "")

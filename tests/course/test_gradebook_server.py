@@ -164,3 +164,16 @@ def test_two_graders_meeting_an_empty_database_both_set_it_up(postgres, tmp_path
         assert sorted(a.name for a in gb.assignments) == sorted(ASSIGNMENTS)
         for aid in ASSIGNMENTS:
             assert gb.find_notebook(aid, aid).grade_cells
+
+
+def test_an_unreachable_course_gradebook_stops_grading_before_anything_is_written(tmp_path, capsys):
+    """The same when the server is the course's own CourseDirectory.db_url (where the roster is read)."""
+    course = _course(tmp_path / "course")
+    with open(course.root / CONFIG_FILE, "a") as fh:
+        fh.write("\nc.CourseDirectory.db_url = 'postgresql://grader:secret@127.0.0.1:1/gradebook'\n")
+    (tmp_path / "submitted" / "ada" / ASSIGNMENTS[0]).mkdir(parents=True)
+    out = tmp_path / "grading"
+    code = main(["--course", str(course.root), "grade", ASSIGNMENTS[0], str(tmp_path / "submitted"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach the gradebook database postgresql://grader:***@127.0.0.1:1" in err, err
+    assert not out.exists()
