@@ -159,3 +159,19 @@ def test_release_has_no_solution_code_no_hidden_tests_and_no_markers(assignment_
 def test_no_cell_opts_out_of_nbval(assignment_id):
     for cell in notebook("source", assignment_id).cells:
         assert not NBVAL_MARKS.search(cell.source), f"{cell.id}: nbval checks every output (no NBVAL_* marks)"
+
+
+def stated_minutes_rule(nb: nbformat.NotebookNode) -> int:
+    """docs/notebooks.md's effort rule: a minute per 100 words of Markdown, 10 minutes per task,
+    rounded to 5 minutes."""
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    return 5 * round((words / 100 + 10 * len(solution_cells(nb))) / 5)
+
+
+@ids
+def test_the_stated_time_follows_one_rule_for_every_notebook(assignment_id):
+    nb = notebook("source", assignment_id)
+    stated = re.search(r"\*\*Time\.\*\* About (\d+) minutes of reading and coding", nb.cells[0].source)
+    assert stated, "the first cell says '**Time.** About N minutes of reading and coding'"
+    assert int(stated[1]) == stated_minutes_rule(nb), (
+        f"the first cell says {stated[1]} minutes; docs/notebooks.md's rule gives {stated_minutes_rule(nb)}")
