@@ -25,7 +25,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.patches import Rectangle
+from mpl_toolkits.axes_grid1 import make_axes_locatable
 from torch import Tensor, nn
 
 from .train import History
@@ -112,6 +116,14 @@ def _new_axes(ax: Axes | None, size: float = 4.0) -> Axes:
     return ax
 
 
+def _colorbar(image, ax: Axes) -> Colorbar:
+    # Constrained layout places a bar made for `ax`; otherwise the bar gets a slot cut from the panel's
+    # own box, so that it keeps the panel's height when a notebook sets an equal aspect afterwards.
+    if isinstance(ax.figure.get_layout_engine(), ConstrainedLayoutEngine):
+        return ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    return ax.figure.colorbar(image, cax=make_axes_locatable(ax).append_axes("right", size="5%", pad=0.06))
+
+
 def density_heatmap(
     log_prob_fn: LogProb,
     bounds: Bounds | None = None,
@@ -120,27 +132,39 @@ def density_heatmap(
     log: bool = False,
     cmap: str = "viridis",
     title: str | None = None,
+    colorbar: bool = True,
+    vmax: float | None = None,
 ) -> Axes:
     r"""The density :math:`p(x) = e^{\log p(x)}` (or :math:`\log p` with ``log=True``) as an image.
 
     ``log_prob_fn`` maps ``(batch, 2)`` points to ``(batch,)`` log-densities (``model.log_prob``,
     ``target.log_prob``, ``energy.log_unnormalized``); it runs under ``torch.no_grad`` in the
     model's dtype. With ``log=True`` the colour scale spans 20 nats below the maximum, so
-    ``-inf`` (off a checkerboard) shows as the lowest colour. Returns the ``Axes``.
+    ``-inf`` (off a checkerboard) shows as the lowest colour. The axes are labelled
+    :math:`x_1, x_2` with their ticks, and a slim colour bar beside the panel gives the scale
+    (``colorbar=False`` leaves it out, e.g. when panels share one). ``vmax`` fixes the top of the
+    scale (several panels on one scale; higher values saturate). Returns the ``Axes``.
     """
     bounds = _check_bounds(bounds) if bounds is not None else _bounds_of(log_prob_fn)
     log_p = grid_log_prob(log_prob_fn, bounds, resolution)
     if log:
         top = np.nanmax(log_p[np.isfinite(log_p)]) if np.isfinite(log_p).any() else 0.0
+        top = top if vmax is None else vmax
         values, vmin = np.clip(log_p, top - 20, None), top - 20
     else:
         values, vmin = np.exp(log_p), 0.0
     ax = _new_axes(ax)
     (x_lo, x_hi), (y_lo, y_hi) = bounds
-    ax.imshow(values, origin="lower", extent=(x_lo, x_hi, y_lo, y_hi), cmap=cmap, vmin=vmin,
-              aspect="auto", interpolation="nearest")
+    image = ax.imshow(values, origin="lower", extent=(x_lo, x_hi, y_lo, y_hi), cmap=cmap, vmin=vmin, vmax=vmax,
+                      aspect="auto", interpolation="nearest")
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if colorbar:
+        bar = _colorbar(image, ax)
+        bar.set_label("log density" if log else "density")
+        bar.ax.tick_params(labelsize="small")
     if title is not None:
         ax.set_title(title)
     return ax
@@ -160,8 +184,9 @@ def samples_over_heatmap(
 ) -> Axes:
     """A scatter of ``samples`` (shape ``(n, 2)``), over the heatmap of ``log_prob_fn`` if given.
 
-    Without a density the samples are drawn on white, in black unless ``color`` says otherwise.
-    Returns the ``Axes`` (one image if there is a density, one scatter collection).
+    Without a density the samples are drawn on white, in black unless ``color`` says otherwise;
+    ``heatmap_kw`` go to :func:`density_heatmap` (``log``, ``colorbar``, ``vmax``...). Returns the
+    ``Axes`` (one image if there is a density, one scatter collection).
     """
     x = _points(samples)
     bounds = _check_bounds(bounds) if bounds is not None else _bounds_of(log_prob_fn, [x])
@@ -173,6 +198,8 @@ def samples_over_heatmap(
         (x_lo, x_hi), (y_lo, y_hi) = bounds
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo, y_hi)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
     ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=s, alpha=alpha, color=color, linewidths=0)
     if title is not None:
         ax.set_title(title)
@@ -296,7 +323,8 @@ def side_by_side(
     ``what`` is a log-density function (a heatmap), an ``(n, 2)`` tensor of samples (a
     scatter), or a pair ``(log_prob_fn, samples)`` (samples over the heatmap). All panels share
     ``bounds`` (default: from the first log-density's owner, else from all the samples).
-    Returns the ``Figure``, with one ``Axes`` per panel.
+    ``heatmap_kw`` go to :func:`density_heatmap`. Returns the ``Figure``: one ``Axes`` per panel,
+    in order, then the colour bars of the heatmaps.
     """
     if not panels:
         raise ValueError("panels must hold at least one {title: log_prob_fn | samples | (log_prob_fn, samples)}")
@@ -313,14 +341,12 @@ def side_by_side(
         owners = [fn for _, fn, _ in parsed if fn is not None and hasattr(getattr(fn, "__self__", None), "bounds")]
         bounds = _bounds_of(owners[0] if owners else None, [x for _, _, x in parsed if x is not None])
     bounds = _check_bounds(bounds)
-    fig, axes = plt.subplots(1, len(parsed), figsize=(size * len(parsed), size), squeeze=False)
+    fig, axes = plt.subplots(1, len(parsed), figsize=(1.25 * size * len(parsed), size), squeeze=False)
     for ax, (title, fn, x) in zip(axes.flat, parsed):
         if x is None:
             density_heatmap(fn, bounds, resolution, ax=ax, title=title, **heatmap_kw)
         else:
             samples_over_heatmap(x, fn, bounds, resolution, ax=ax, title=title, **heatmap_kw)
-        ax.set_xticks([])
-        ax.set_yticks([])
     fig.tight_layout()
     return fig
 
@@ -334,12 +360,14 @@ def sample_grid(
     vmin: float | None = None,
     vmax: float | None = None,
     title: str | None = None,
+    pad_color: str = "#7fa7d9",
 ) -> Axes:
     """Tile images into a grid with ``nrow`` images per row (torchvision's convention), as one image.
 
     ``images`` has shape ``(N, H, W)``, ``(N, 1, H, W)``, or ``(N, H*W)`` with square images (the
     8x8 digits flattened to 64). Image ``k`` goes to row ``k // nrow``, column ``k % nrow``; the
-    ``pad``-pixel gaps are left blank. Returns the ``Axes``.
+    ``pad``-pixel gaps (and empty cells) are masked and drawn in ``pad_color``, a colour no
+    grey-scale pixel has, so that tiles of binary images stay apart. Returns the ``Axes``.
     """
     x = torch.as_tensor(images).detach().cpu().double()
     shape = tuple(x.shape)
@@ -361,8 +389,12 @@ def sample_grid(
         top, left = pad + (k // nrow) * (h + pad), pad + (k % nrow) * (w + pad)
         canvas[top : top + h, left : left + w] = x[k].numpy()
     ax = _new_axes(ax, size=max(2.0, 0.5 * cols))
-    ax.imshow(np.ma.masked_invalid(canvas), cmap=plt.get_cmap(cmap).with_extremes(bad="white"), vmin=vmin,
+    ax.imshow(np.ma.masked_invalid(canvas), cmap=plt.get_cmap(cmap).with_extremes(bad=pad_color), vmin=vmin,
               vmax=vmax, interpolation="nearest")
+    if n % cols:  # the empty cells after the last image: blank, not framed
+        top, left = pad + (rows - 1) * (h + pad), pad + (n % cols) * (w + pad)
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), canvas.shape[1] - left, canvas.shape[0] - top,
+                               facecolor="white", edgecolor="none"))
     ax.set_axis_off()
     if title is not None:
         ax.set_title(title)

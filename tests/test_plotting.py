@@ -41,8 +41,10 @@ def _gaussian_log_prob(x):
 
 def test_heatmap_pixels_are_the_density_at_pixel_centres():
     ax = density_heatmap(_gaussian_log_prob, BOUNDS, resolution=40)
-    assert len(ax.figure.axes) == 1 and len(ax.images) == 1
+    assert len(ax.figure.axes) == 2 and len(ax.images) == 1  # the panel and its colour bar
     image = ax.images[0]
+    assert image.colorbar is not None and image.colorbar.ax is ax.figure.axes[1]
+    assert image.colorbar.ax.get_ylabel() == "density" and (ax.get_xlabel(), ax.get_ylabel()) == ("$x_1$", "$x_2$")
     assert image.get_extent() == [-2.0, 3.0, -1.0, 1.0] and image.origin == "lower"
     values = np.asarray(image.get_array())
     assert values.shape == (40, 40)
@@ -63,6 +65,16 @@ def test_log_heatmap_clips_minus_infinity():
     assert np.isfinite(values).all()
     assert values.max() == pytest.approx(-math.log(8), abs=1e-6) and values.min() == pytest.approx(-math.log(8) - 20)
     assert ax.get_xlim() == target.bounds[0]
+
+
+def test_heatmaps_on_one_scale():
+    # vmax fixes the top of the colour scale (linear: [0, vmax]; log: [vmax - 20, vmax]); colorbar=False adds none
+    fig, (a, b) = plt.subplots(1, 2)
+    density_heatmap(_gaussian_log_prob, BOUNDS, resolution=10, ax=a, vmax=0.5, colorbar=False)
+    density_heatmap(_gaussian_log_prob, BOUNDS, resolution=10, ax=b, vmax=-1.0, log=True, colorbar=False)
+    assert len(fig.axes) == 2
+    assert a.images[0].get_clim() == (0.0, 0.5) and a.images[0].get_array().max() > 0.5  # the peak, 2.12, saturates
+    assert b.images[0].get_clim() == (-21.0, -1.0) and b.images[0].get_array().min() == -21.0
 
 
 def test_grid_log_prob_uses_the_models_dtype():
@@ -143,10 +155,13 @@ def test_side_by_side():
     target = get_density("8gaussians")
     x = target.sample(200, torch.Generator().manual_seed(0))
     fig = side_by_side({"truth": target.log_prob, "data": x, "both": (target.log_prob, x)}, resolution=16)
-    assert len(fig.axes) == 3
-    assert [len(ax.images) for ax in fig.axes] == [1, 0, 1]
-    assert [len(ax.collections) for ax in fig.axes] == [0, 1, 1]
-    assert all(ax.get_xlim() == target.bounds[0] for ax in fig.axes)
+    assert len(fig.axes) == 5  # three panels, then the colour bars of the two heatmaps
+    panels = fig.axes[:3]
+    assert [ax.get_title() for ax in panels] == ["truth", "data", "both"]
+    assert [len(ax.images) for ax in panels] == [1, 0, 1]
+    assert [len(ax.collections) for ax in panels] == [0, 1, 1]
+    assert [ax.images[0].colorbar.ax for ax in (panels[0], panels[2])] == fig.axes[3:]
+    assert all(ax.get_xlim() == target.bounds[0] for ax in panels)
     fig = side_by_side({"U2": Energy("U2").log_unnormalized}, resolution=16)
     assert fig.axes[0].get_xlim() == (-4.0, 4.0)
 
@@ -161,7 +176,13 @@ def test_sample_grid_places_each_image():
         r, c = divmod(k, 4)
         tile = canvas[1 + 9 * r : 9 * r + 9, 1 + 9 * c : 9 * c + 9]
         np.testing.assert_array_equal(tile, images[k].reshape(8, 8).numpy())
-    assert canvas.mask[0].all() and canvas.mask[-9:, -9 * 2 :].all()  # padding and empty cells are blank
+    assert canvas.mask[0].all() and canvas.mask[-9:, -9 * 2 :].all()  # padding and empty cells are masked
+    # the gaps take a colour no grey pixel has; the two empty cells of the last row are covered in white
+    red, green, blue, _ = ax.images[0].get_cmap().get_bad()
+    assert len({red, green, blue}) > 1
+    (cover,) = ax.patches
+    assert (cover.get_x(), cover.get_y(), cover.get_width(), cover.get_height()) == (18.5, 18.5, 18, 9)  # columns 19-36, rows 19-27
+    assert len(sample_grid(images[:8], nrow=4).patches) == 0  # no empty cell, no cover
     assert sample_grid(images.reshape(10, 1, 8, 8), nrow=8).images[0].get_array().shape == (19, 73)
     with pytest.raises(ValueError, match="square"):
         sample_grid(torch.zeros(3, 10))
