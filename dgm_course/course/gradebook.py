@@ -100,15 +100,17 @@ def _conflicts() -> tuple[type[BaseException], ...]:
     return InvalidEntry, IntegrityError, OperationalError
 
 
-def write(url: str, course_id: str, action: Callable[[object], None], attempts: int | None = None) -> None:
+def write(url: str, course_id: str, action: Callable[[object], None], attempts: int | None = None,
+          conflicts: tuple[type[BaseException], ...] = ()) -> None:
     """Run ``action(gradebook)`` and commit, as one transaction tried again on a conflict with
-    another writer; the last failure is raised after ``attempts`` tries (default :data:`ATTEMPTS`)."""
+    another writer (and on ``conflicts``); the last failure is raised after ``attempts`` tries
+    (default :data:`ATTEMPTS`)."""
     import warnings
 
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
-    conflicts = _conflicts()
+    conflicts = _conflicts() + conflicts
     attempts = attempts or ATTEMPTS
     for attempt in range(attempts):
         gb = None
@@ -135,5 +137,9 @@ def write(url: str, course_id: str, action: Callable[[object], None], attempts: 
 def ensure_schema(url: str, course_id: str) -> None:
     """nbgrader's tables in the gradebook at ``url``, made if missing. Two graders that meet an
     empty database both create them at once and one fails on PostgreSQL's catalog
-    (``pg_type_typname_nsp_index``): as any conflict, that is tried again, and then finds them made."""
-    write(url, course_id, lambda gb: None)
+    (``pg_type_typname_nsp_index``, or ``DuplicateTable`` on nbgrader's ``alembic_version``): as any
+    conflict, that is tried again, and then finds them made. Only here is a ``ProgrammingError`` a
+    conflict: a table the other grader created between our check and our ``CREATE``."""
+    from sqlalchemy.exc import ProgrammingError
+
+    write(url, course_id, lambda gb: None, conflicts=(ProgrammingError,))
