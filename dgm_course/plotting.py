@@ -366,8 +366,8 @@ def sample_grid(
 
     ``images`` has shape ``(N, H, W)``, ``(N, 1, H, W)``, or ``(N, H*W)`` with square images (the
     8x8 digits flattened to 64). Image ``k`` goes to row ``k // nrow``, column ``k % nrow``; the
-    ``pad``-pixel gaps (and empty cells) are masked and drawn in ``pad_color``, a colour no
-    grey-scale pixel has, so that tiles of binary images stay apart. Returns the ``Axes``.
+    ``pad``-pixel gaps are drawn in ``pad_color``, a colour no grey-scale pixel has, so that tiles
+    of binary images stay apart; empty cells after the last image are left white. Returns the ``Axes``.
     """
     x = torch.as_tensor(images).detach().cpu().double()
     shape = tuple(x.shape)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 import os
 import re
 import signal
