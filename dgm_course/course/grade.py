@@ -544,16 +544,7 @@ def _write_feedback_job(job: Path, batch: _Batch, student_id: str, notebook: byt
 def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, report: dict) -> bytes:
     """nbgrader's feedback page for the autograded ``notebook`` with ``result.scores``, made in a
     sandbox of its own (no kernel, no new processes) whose only input from the student is that
-    notebook; ``b''`` where it could not be made (the grader then writes a page of its own). Tried
-    twice: a sandbox that did not start on a loaded machine may start the next time."""
-    for _ in range(2):
-        page = _render_feedback_once(batch, result, notebook, report)
-        if page:
-            return page
-    return b""
-
-
-def _render_feedback_once(batch: _Batch, result: StudentResult, notebook: bytes, report: dict) -> bytes:
+    notebook; ``b''`` where it could not be made (the grader then writes a page of its own)."""
     sid = result.student_id
     job = Path(tempfile.mkdtemp(prefix="dgm-feedback-"))
     try:

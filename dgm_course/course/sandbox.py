@@ -90,6 +90,14 @@ class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (never caused by the code that runs inside it)."""
 
 
+class _SetupFailed(SandboxError):
+    """The launcher stopped before it reported ``ready``: no code of the run had started yet."""
+
+
+_SETUP_TRIES = (0.0, 1.0, 4.0)  # seconds to wait before each try: a start that failed on a loaded
+# machine ('unshare: sigprocmask unblock failed', a launcher killed during set-up) usually works later
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one run. Sizes in MiB (``*_mb``) or bytes (``*_bytes``)."""
@@ -239,13 +247,21 @@ def run(
 
 
 def _run(mode, argv, limits, job, readonly, hide, env, watch=None, loopback=False, outbox=None) -> SandboxResult:
-    host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
-    try:
-        if mode == "none":
-            return _run_plain(argv, limits, job, env, host_scratch, watch, outbox)
-        return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback, outbox)
-    finally:
-        shutil.rmtree(host_scratch, ignore_errors=True)  # rmtree never follows symlinks
+    """One run; a set-up that failed is tried again (it ran nothing of the run, read no stdout and
+    sent nothing from ``outbox``), up to ``len(_SETUP_TRIES)`` times."""
+    for wait in _SETUP_TRIES:
+        time.sleep(wait)
+        host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
+        try:
+            if mode == "none":
+                return _run_plain(argv, limits, job, env, host_scratch, watch, outbox)
+            return _run_namespaced(mode, argv, limits, job, readonly, hide, env, host_scratch, watch, loopback,
+                                   outbox)
+        except _SetupFailed as exc:
+            failed = exc
+        finally:
+            shutil.rmtree(host_scratch, ignore_errors=True)  # rmtree never follows symlinks
+    raise SandboxError(f"{failed} (tried {len(_SETUP_TRIES)} times)")
 
 
 def _subst(items, job):
@@ -467,7 +483,7 @@ def _supervise(proc: subprocess.Popen, limits: Limits, mode: str, status_fd: int
             raise SandboxError("the sandbox did not start within the wall-clock limit")
         detail = _status_lines(status)[1].decode(errors="replace").strip() or bytes(bufs[proc.stderr][-2000:]).decode(
             errors="replace")
-        raise SandboxError(f"sandbox setup failed ({mode}): {detail}")
+        raise _SetupFailed(f"sandbox setup failed ({mode}, exit status {proc.returncode}): {detail}")
     return SandboxResult(proc.returncode, bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), timed_out, limited,
                          mode, time.monotonic() - start)
 

@@ -98,7 +98,7 @@ def test_solution_scores_full_marks(batch):
 
 def test_untouched_release_scores_zero_everywhere_and_needs_no_manual_grading(batch):
     row = batch["rows"]["bob"]
-    assert row["status"] == GRADED
+    assert row["status"] == GRADED, row["reason"]
     assert _points(batch, "bob") == {name: 0.0 for name in batch["names"]}
     assert row["score"] == 0
     assert row["needs_manual_grade"] is False

@@ -358,6 +358,32 @@ def test_a_broken_setup_is_the_graders_error_not_the_students():
         py("pass", readonly=["/nonexistent/dgm-course-path"])
 
 
+def test_a_setup_that_failed_is_tried_again_and_a_lasting_failure_is_reported(monkeypatch):
+    # A start that failed on a loaded machine ran nothing of the run: it is tried again, after a wait.
+    real, calls, waits = sandbox._run_plain, [], []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) < len(sandbox._SETUP_TRIES):
+            raise sandbox._SetupFailed("sandbox setup failed (none, exit status 1): unshare: test")
+        return real(*args)
+
+    monkeypatch.setattr(sandbox, "_run_plain", flaky)
+    monkeypatch.setattr(sandbox.time, "sleep", waits.append)
+    r = py("print('ran once')", isolation="none")
+    assert (r.stdout, len(calls), waits) == (b"ran once\n", 3, [0.0, 1.0, 4.0])
+
+    def broken(*args):
+        calls.append(args)
+        raise sandbox._SetupFailed("sandbox setup failed: always")
+
+    calls.clear()
+    monkeypatch.setattr(sandbox, "_run_plain", broken)
+    with pytest.raises(SandboxError, match=r"setup failed: always \(tried 3 times\)"):
+        py("pass", isolation="none")
+    assert len(calls) == 3
+
+
 @isolated
 def test_a_readonly_path_under_tmp_works(tmp_path):
     # A checkout or virtual environment under /tmp (as a CI clone may be) is bound at its own path,
