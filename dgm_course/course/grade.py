@@ -67,7 +67,7 @@ from pathlib import Path
 import nbformat
 
 from . import gradebook, roster, sandbox
-from .cells import grade_cells, task_name
+from .cells import grade_cells, nbgrader_meta, task_name, written_cells
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .report import LEADING, TRAILING
@@ -82,6 +82,7 @@ __all__ = ["StudentResult", "validate_submission", "grade", "reproduce", "final_
 GRADED, REJECTED, FAILED, TIMEOUT, ERROR = "graded", "rejected", "failed", "timeout", "error"
 MISSING = "missing"  # on the course's roster, nothing submitted: 0 points
 INVALID = REJECTED  # its name before set-up cells were checked too
+STUB = "YOUR ANSWER HERE"  # nbgrader's text for a cleared Markdown solution (ClearSolutions.text_stub)
 MAX_JSON_DEPTH = 64  # a notebook needs about 8 levels; deeper JSON is refused before it is parsed
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
 _MARKER = ".dgm-course-grading"
@@ -118,6 +119,7 @@ class StudentResult:
     verification: str = ""
     late_penalty: float = 0.0  # points off for a late submission (nbgrader's late-submission plugin)
     timestamp: str = ""  # when nbgrader recorded the submission (timestamp.txt), UTC
+    written: dict[str, bool] = field(default_factory=dict)  # written answer (grade id) -> answered
 
 
 def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode,
@@ -163,6 +165,27 @@ def validate_submission(folder: Path, assignment_id: str, source: nbformat.Noteb
     except Exception as err:  # noqa: BLE001 - metadata of odd shapes that the schema lets through
         problem = f"corrupt notebook: unreadable nbgrader metadata ({type(err).__name__})"
     return (None, problem) if problem else (expected, "")
+
+
+def _restore_written(source: nbformat.NotebookNode, path: Path) -> None:
+    """Put a written answer the student deleted back, empty (nbgrader's stub), after the cell that
+    precedes it in the source: nbgrader itself can put a deleted cell back only after a solution or
+    test cell, and would fail on the whole notebook. The answer scores 0, like any left empty."""
+    written = written_cells(source)
+    submitted = nbformat.read(path, as_version=4)
+    ids = [nbgrader_meta(c).get("grade_id") for c in submitted.cells]  # any metadata a student wrote
+    missing = [gid for gid in written if gid not in ids]
+    if not missing:
+        return
+    order = [nbgrader_meta(c).get("grade_id") for c in source.cells]
+    for gid in missing:
+        meta = dict(nbgrader_meta(source.cells[order.index(gid)]))
+        stub = nbformat.v4.new_markdown_cell(STUB, metadata={"nbgrader": meta})
+        before = [g for g in order[:order.index(gid)] if g in ids]
+        at = ids.index(before[-1]) + 1 if before else len(ids)
+        submitted.cells.insert(at, stub)
+        ids.insert(at, gid)
+    nbformat.write(submitted, path)
 
 
 def _first_line(err: Exception) -> str:
@@ -213,9 +236,10 @@ def _unrestorable_cells(source: nbformat.NotebookNode, submitted: nbformat.Noteb
     present = {c.metadata["nbgrader"]["grade_id"] for c in submitted.cells
                if c.metadata.get("nbgrader", {}).get("grade") or c.metadata.get("nbgrader", {}).get("solution")}
     ordered = [c for c in source.cells if "nbgrader" in c.metadata]
+    written = written_cells(source)  # a deleted written answer comes back empty (_restore_written)
     for index, cell in enumerate(ordered):
         gid = cell.metadata["nbgrader"]["grade_id"]
-        if not cell.metadata["nbgrader"].get("grade") or gid in present:
+        if not cell.metadata["nbgrader"].get("grade") or gid in present or gid in written:
             continue
         before = ordered[index - 1].metadata["nbgrader"]["grade_id"] if index else None
         if before is not None and before not in present:
@@ -686,8 +710,11 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
         result.reason = f"grader error, not the student's (tried twice): {type(error).__name__}: {error}"
         return
     verified = gradebook_scores(batch.spec, verdicts, batch.source_path)
-    # A graded cell no task covers would score 0: specs must cover every graded cell (check_spec).
+    # A graded code cell no task covers would score 0: specs must cover every one (check_spec). A
+    # written answer scores what a grader gave it in the formgrader (see _write_gradebook), never here.
     result.scores = {gid: verified.get(gid, 0.0) for gid in batch.max_scores}
+    result.written = _written_answers(result.notebook, written_cells(batch.source))
+    result.needs_manual_grade = any(result.written.values())
     result.verdicts = verdicts
     result.verification = verdicts[0].isolation if verdicts else "nothing to verify"
     result.status, result.reason = GRADED, ""
@@ -695,6 +722,28 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Gradebook and feedback
+
+
+def _written_answers(notebook: Path | None, ids: Iterable[str]) -> dict[str, bool]:
+    """Which written answers (grade ids of Markdown answer cells) the submission fills in.
+
+    Read by the grader from the submitted file, never from the kernel, and defensively: a cell
+    that is missing, malformed or still nbgrader's stub counts as not answered.
+    """
+    answered = dict.fromkeys(ids, False)
+    try:
+        cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, TypeError, ValueError, AttributeError):
+        return answered
+    for cell in cells if isinstance(cells, list) else []:
+        meta = cell.get("metadata") if isinstance(cell, dict) else None
+        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if gid in answered and cell.get("cell_type") == "markdown":
+            text = cell.get("source", "")
+            text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else text
+            answered[gid] = isinstance(text, str) and text.strip() not in ("", STUB)
+    return answered
 
 
 def _timestamp(folder: Path):
@@ -722,6 +771,12 @@ def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None
             return
         gb.update_or_create_submission(aid, sid, **({"timestamp": timestamp} if timestamp else {}))
         for g in gb.find_submission_notebook(aid, aid, sid).grades:
+            if g.name in result.written:  # graded by hand: a grader's score stays, flagged for review
+                g.auto_score = None if result.written[g.name] else 0.0  # as nbgrader: no response scores 0
+                g.needs_manual_grade = result.written[g.name] or g.manual_score is not None
+                result.scores[g.name] = float(g.manual_score or 0.0)
+                result.needs_manual_grade = result.needs_manual_grade or g.needs_manual_grade
+                continue
             g.auto_score = result.scores.get(g.name, 0.0)
             g.manual_score = None
             g.needs_manual_grade = manual
@@ -748,6 +803,10 @@ def _verification_html(result: StudentResult) -> str:
         parts.append("</table>")
     else:
         parts.append(f"<p>Graded by nbgrader's tests in your notebook's kernel ({esc(result.verification)}).</p>")
+    for gid, answered in result.written.items():
+        parts.append(f"<p>Written answer {esc(gid)}: " + ("graded by hand by the course staff, against the "
+                     "course's rubric; its points are not in the verified score above.</p>" if answered else
+                     "no answer was written (0 points).</p>"))
     if result.in_kernel_status != GRADED and result.in_kernel_reason:
         parts.append(f"<p>The run of your notebook with nbgrader's tests: {esc(result.in_kernel_reason)}</p>")
     parts.append("</div>\n")
@@ -865,6 +924,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
     target = batch.out / "submitted" / student_id / batch.assignment_id
     target.mkdir(parents=True)
     shutil.copy(notebook, target / notebook.name)  # the notebook only: no student module beside it
+    _restore_written(batch.source, target / notebook.name)
     for name in _KEPT_FILES:
         if (original / name).is_file():
             shutil.copy(original / name, target / name)
@@ -1045,8 +1105,11 @@ def final_rows(course: Course, assignment_id: str, results: list[StudentResult],
       roster, nothing submitted; error: the grading machine's own failure, to grade again),
       ``reason`` (why it is not graded), ``score`` (after the late penalty), ``max_score``,
       ``late_penalty`` (points off, nbgrader's late-submission plugin), ``timestamp`` (of the
-      submission, as nbgrader recorded it, UTC), ``needs_manual_grade``;
+      submission, as nbgrader recorded it, UTC), ``needs_manual_grade`` (a written answer awaits a
+      grader, or a grader's score on one awaits review after a regrade);
     - one column per task, named after its function (``test_<name>`` -> ``<name>``): final points;
+      a written answer's column (``derive_<name>``) holds the score a grader gave it in the
+      formgrader (0 until then, and for no answer), and ``max_score`` counts its points;
     - ``verified``: ``yes`` when the verifier's scores are the final ones; ``isolation``: the
       sandbox level of the verification (or why there is none);
     - ``in_kernel_score`` / ``in_kernel_status``: what nbgrader's tests in the student's kernel gave;

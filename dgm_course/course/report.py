@@ -38,7 +38,8 @@ def _points(value: object) -> str:
 
 def format_summary(rows: list[dict], csv: Path | str | None = None, width: int = 80) -> str:
     """One line per student (score / max, then each task's points in the order of the named tasks),
-    the reason under a row that is not graded, and where the full table is.
+    the reason under a row that is not graded, a note under one that awaits manual grading, and
+    where the full table is.
 
     Example:
         >>> rows = [{"student_id": "ada", "status": "graded", "reason": "", "score": 10.0, "max_score": 10.0,
@@ -64,6 +65,8 @@ def format_summary(rows: list[dict], csv: Path | str | None = None, width: int =
             if row.get(note):
                 lines += textwrap.wrap(f"{note}: {row[note]}", width, initial_indent=" " * 9,
                                        subsequent_indent=" " * 11, max_lines=3)
+        if row.get("needs_manual_grade") is True:
+            lines.append(" " * 9 + "needs manual grading in the formgrader (a written answer)")
     lines = [table.splitlines()[0], *lines]
     if tasks:
         lines += textwrap.wrap("tasks: " + ", ".join(tasks), width, subsequent_indent="  ")

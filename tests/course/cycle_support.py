@@ -86,11 +86,15 @@ def _grade_id(cell) -> str | None:
 
 
 def solve(released: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The released notebook with every stub replaced by the source's solution region."""
+    """The released notebook with every stub replaced by the source's solution region (a written
+    answer by its model answer and rubric: what a student who copied the instructor's copy would hand in)."""
     by_id = {_grade_id(c): c for c in source.cells if _grade_id(c)}
     solved = nbformat.from_dict(released)
     for cell in solved.cells:
         meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "markdown":  # a written answer: the model answer
+            cell.source = "\n".join(line for region in solution_regions(by_id[meta["grade_id"]].source) for line in region)
+            continue
         if not meta.get("solution") or cell.cell_type != "code":
             continue
         lines = cell.source.splitlines()

@@ -26,13 +26,14 @@ from pathlib import Path
 import pytest
 
 from dgm_course.course import sandbox, verify
+from dgm_course.course.cells import written_cells
 from dgm_course.course.config import execution_env, nbgrader_api
 from dgm_course.course.grade import ERROR, GRADED, grade, reproduce
 from tests.course.adversarial import exercise, stock
 from tests.course.adversarial.notebook_01 import (ANY, CASES, FULL, HIJACK_MARKER, ID, SETSID_MARKER, TASKS, load,
                                                   private_files, write)
 
-from ._course import COURSE, processes_of_uids, processes_with, recording_run_uids
+from ._course import COURSE, notebook, processes_of_uids, processes_with, recording_run_uids
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 120
 BY_NAME = {case.name: case for case in CASES}
 GRADED_CASES = [c for c in CASES if c.points is not None]
+WRITTEN = written_cells(notebook("source", ID))  # derivations graded by hand: in max_score, never autograded
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def _page(corpus, name: str) -> str:
 def test_each_case_gets_its_expected_verified_score_and_says_why(corpus, case):
     row = corpus["rows"][case.name]
     assert row["status"] == case.status, row
-    assert row["max_score"] == sum(FULL.values())
+    assert row["max_score"] == sum(FULL.values()) + sum(WRITTEN.values())
     if case.points is None:  # not gradable: the reason, no points
         assert case.says in row["reason"] and row["score"] == 0 and set(_tasks(row).values()) == {""}, row
         assert html.escape(case.says) in _page(corpus, case.name)

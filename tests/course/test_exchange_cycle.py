@@ -30,6 +30,8 @@ import pytest
 from nbgrader.api import Gradebook
 from traitlets.config.loader import PyFileConfigLoader
 
+from dgm_course.course import gradebook
+from dgm_course.course.cells import written_cells
 from tests.course.cycle_support import ROOT, feedback_scores, graded_points, hub_config, nbgrader, person_env, solve
 
 pytestmark = pytest.mark.slow
@@ -132,7 +134,9 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path, db_url: str
         assert len(pages) == 1, f"{name} fetched {len(pages)} feedback pages"
         shown = feedback_scores(pages[0].read_text())
         total = sum(score for score, _ in scores.values())
-        assert shown == {"total": (total, sum(points.values())), **scores}, f"{name}'s feedback"
+        written = written_cells(source)  # in the maximum; no points before a grader gives them
+        assert {k: v for k, v in shown.items() if k not in written} == \
+            {"total": (total, sum(points.values()) + sum(written.values())), **scores}, f"{name}'s feedback"
 
     # The term goes on: a roster, a due date, a late submission, a regrade of two students, the export.
     nbgrader("db", "student", "add", "carol", "--last-name=Diaz", cwd=course, env=instructor)
@@ -152,15 +156,36 @@ def test_release_fetch_submit_collect_grade_feedback(tmp_path: Path, db_url: str
     assert (after["bob"]["status"], float(after["bob"]["late_penalty"]), float(after["bob"]["score"])) == \
         ("graded", full, 0.0), after["bob"]
     assert (after["carol"]["status"], float(after["carol"]["score"])) == ("missing", 0.0), after["carol"]
+
+    # A grader scores alice's written derivation in the formgrader (nbgrader's manual score): a regrade
+    # of her submission keeps it, flagged for review as nbgrader does, and her row and the export count it.
+    written = written_cells(source)
+    assert written and after["alice"]["needs_manual_grade"] == "True", "alice's derivation awaits a grader"
+    given = {gid: points / 2 for gid, points in written.items()}
+    with Gradebook(db_url or gradebook.sqlite_url(grading), course_id) as gb:
+        for gid, score in given.items():
+            gb.find_grade(gid, ASSIGNMENT, ASSIGNMENT, "alice").manual_score = score
+        gb.db.commit()
+    nbgrader("grade", ASSIGNMENT, "submitted", "--out", str(grading), "--student", "alice",
+             cwd=course, env=instructor, command="dgm-course")
+    alice = _csv(grading / "grades.csv")["alice"]
+    assert float(alice["score"]) == full + sum(given.values()) and alice["needs_manual_grade"] == "True", alice
+    assert {gid: float(alice[gid]) for gid in given} == given, alice
+    with Gradebook(db_url or gradebook.sqlite_url(grading), course_id) as gb:
+        for gid, score in given.items():
+            kept = gb.find_grade(gid, ASSIGNMENT, ASSIGNMENT, "alice")
+            assert (kept.manual_score, kept.auto_score, kept.needs_manual_grade) == (score, None, True)
+    full_alice = full + sum(given.values())
     nbgrader("export", "--out", str(tmp_path / "course.csv"), "--grading", str(course / "grading"), cwd=course,
              env=instructor, command="dgm-course")
     exported = _csv(tmp_path / "course.csv")
     assert {sid: (float(r["raw_score"]), float(r["late_submission_penalty"]), float(r["score"]))
-            for sid, r in exported.items()} == {"alice": (full, 0.0, full), "bob": (full, full, 0.0),
+            for sid, r in exported.items()} == {"alice": (full_alice, 0.0, full_alice), "bob": (full, full, 0.0),
                                                 "carol": (0.0, 0.0, 0.0)}
     assert exported["carol"]["last_name"] == "Diaz"
     by_task = _csv(tmp_path / "course_tasks.csv")
-    assert float(by_task["alice"]["total"]) == full and float(by_task["bob"][ASSIGNMENT]) == 0.0
+    assert float(by_task["alice"]["total"]) == full_alice and float(by_task["bob"][ASSIGNMENT]) == 0.0
+    assert {gid: float(by_task["alice"][f"{ASSIGNMENT}:{gid}"]) for gid in given} == given
 
 
 def _csv(path: Path) -> dict[str, dict[str, str]]:

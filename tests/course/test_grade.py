@@ -2,7 +2,8 @@
 
 Students of the batch (built from the committed release and the source's solution regions):
 
-- ``ada``  the solution                                  -> full marks, nothing to grade by hand
+- ``ada``  the solution, model derivations included       -> full marks on the tests; the written
+                                                            derivations (01-06) await a grader
 - ``bob``  the untouched release                         -> 0 on every graded cell, nothing by hand
 - ``cy``   the first task left unsolved and its test cell deleted; the second task's test cell
            deleted too (that task solved); every other solution warns and writes to stderr (Python
@@ -11,6 +12,8 @@ Students of the batch (built from the committed release and the source's solutio
 - ``eve``  corrupt JSON, ``fay`` a renamed notebook, ``gus`` a test cell deleted together with its
            solution cell                                 -> not graded, with the reason, while the
                                                             rest of the batch is graded
+- ``hal``  the solution with its written answer cells deleted -> the answers come back empty and
+           score 0; the tests score full marks
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import csv
 import nbformat
 import pytest
 
-from dgm_course.course.cells import grade_cells
+from dgm_course.course.cells import grade_cells, written_cells
 from dgm_course.course.grade import GRADED, INVALID, grade
 
 from ._course import ASSIGNMENT_IDS, COURSE, cell_by_id, notebook, tasks, with_stray_output
@@ -73,11 +76,12 @@ def batch(request, tmp_path_factory):
     _write('{"cells": [', submitted / "eve", assignment_id)
     _write(solved, submitted / "fay", assignment_id, name="my_homework.ipynb")
     _write(_without(solved, first, f"test_{first}"), submitted / "gus", assignment_id)
+    _write(_without(solved, *written_cells(source)), submitted / "hal", assignment_id)
     out = root / "grading"
     # Two students at a time: each is about one core's work, and the grades do not depend on it.
     rows = grade(COURSE, assignment_id, submitted, out, workers=2, progress=False, log=lambda _: None)
     return {"id": assignment_id, "rows": {r["student_id"]: r for r in rows}, "out": out, "names": names,
-            "max": grade_cells(source)}
+            "max": grade_cells(source), "written": written_cells(source)}
 
 
 def _points(batch, student: str) -> dict[str, float]:
@@ -85,15 +89,20 @@ def _points(batch, student: str) -> dict[str, float]:
 
 
 def _full(batch) -> dict[str, float]:
-    return {gid.removeprefix("test_"): points for gid, points in batch["max"].items()}
+    return {gid.removeprefix("test_"): points for gid, points in batch["max"].items() if gid not in batch["written"]}
 
 
-def test_solution_scores_full_marks(batch):
+def test_solution_scores_full_marks_and_its_derivations_await_a_grader(batch):
     row = batch["rows"]["ada"]
     assert (row["status"], row["reason"]) == (GRADED, "")
     assert _points(batch, "ada") == _full(batch)
-    assert row["score"] == row["max_score"] == sum(batch["max"].values())
-    assert row["needs_manual_grade"] is False
+    assert row["score"] == sum(_full(batch).values())  # a written derivation scores what a grader gives it
+    assert row["max_score"] == sum(batch["max"].values())
+    assert all(row[gid] == 0.0 for gid in batch["written"])
+    assert row["needs_manual_grade"] is bool(batch["written"])
+    page = (batch["out"] / row["feedback"]).read_text()
+    for gid in batch["written"]:
+        assert f"Written answer {gid}: graded by hand" in page
 
 
 def test_untouched_release_scores_zero_everywhere_and_needs_no_manual_grading(batch):
@@ -101,7 +110,19 @@ def test_untouched_release_scores_zero_everywhere_and_needs_no_manual_grading(ba
     assert row["status"] == GRADED, row["reason"]
     assert _points(batch, "bob") == {name: 0.0 for name in batch["names"]}
     assert row["score"] == 0
-    assert row["needs_manual_grade"] is False
+    assert row["needs_manual_grade"] is False  # an unanswered derivation scores 0, as in nbgrader
+    page = (batch["out"] / row["feedback"]).read_text()
+    for gid in batch["written"]:
+        assert f"Written answer {gid}: no answer was written" in page
+
+
+def test_a_deleted_written_answer_comes_back_empty_and_the_rest_is_graded(batch):
+    # nbgrader can put a deleted cell back only after a solution or test cell: the grader restores a
+    # written answer after its prompt, empty, so that only the answer scores 0
+    row = batch["rows"]["hal"]
+    assert (row["status"], row["reason"]) == (GRADED, "")
+    assert _points(batch, "hal") == _full(batch)
+    assert all(row[gid] == 0.0 for gid in batch["written"]) and row["needs_manual_grade"] is False
 
 
 def test_one_task_wrong_loses_exactly_that_tasks_points_and_stray_stderr_costs_nothing(batch):

@@ -15,7 +15,8 @@ import nbformat
 import pytest
 from nbgrader.nbgraderformat import MetadataValidator
 
-from dgm_course.course.cells import grade_cells, nbgrader_meta, solution_cells
+from dgm_course.course.cells import grade_cells, nbgrader_meta, solution_cells, written_cells
+from dgm_course.course.grade import STUB
 
 from ._course import ASSIGNMENT_IDS, MARKERS, cell_by_id, notebook, tasks
 from .cycle_support import solution_regions
@@ -91,13 +92,41 @@ def test_students_are_told_what_scores_0_and_warned_before_they_submit(assignmen
             f"test_{name} starts with the warning: {first!r}")
 
 
+def _test_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """The grade ids of the test cells (every graded cell but the written answers)."""
+    return [gid for gid in grade_cells(nb) if gid not in written_cells(nb)]
+
+
+FLOW_NOTEBOOKS = [aid for aid in ASSIGNMENT_IDS if aid[:2] in {"01", "02", "03", "04", "05", "06"}]
+
+
+@pytest.mark.parametrize("assignment_id", FLOW_NOTEBOOKS)
+def test_every_flow_notebook_has_a_written_derivation_with_its_rubric(assignment_id):
+    # nbgrader's manually graded answer: a Markdown solution cell with points, after a locked prompt;
+    # the model answer and the rubric live in its solution region (the instructor's copy only)
+    source = notebook("source", assignment_id)
+    written = written_cells(source)
+    assert written, "at least one written derivation, graded by hand"
+    position = {nbgrader_meta(c)["grade_id"]: i for i, c in enumerate(source.cells)}
+    for gid, points in written.items():
+        assert gid.startswith("derive_") and points > 0
+        prompt = source.cells[position[gid] - 1]
+        assert nbgrader_meta(prompt)["grade_id"] == f"{gid}-text" and nbgrader_meta(prompt).get("locked")
+        assert "graded by hand" in prompt.source and f"({points:g} points)" in prompt.source
+        (region,) = solution_regions(cell_by_id(source, gid).source)
+        text = "\n".join(region)
+        assert "**Model answer.**" in text, f"{gid}: a model answer for the grader"
+        rubric = re.search(r"\*\*Rubric \((\d+) points\)\.\*\*", text)
+        assert rubric and float(rubric[1]) == points, f"{gid}: a rubric that gives out the cell's {points:g} points"
+
+
 @ids
 def test_tasks_are_top_level_functions_with_a_test_cell_right_after(assignment_id):
     nb = notebook("source", assignment_id)
-    names = tasks(nb)
+    names, written = tasks(nb), set(written_cells(nb))
     assert len(names) >= 2
-    assert set(solution_cells(nb)) == set(names), "every solution cell has a test cell test_<name>"
-    assert set(grade_cells(nb)) == {f"test_{n}" for n in names}, "every test cell is named test_<task>"
+    assert set(solution_cells(nb)) - written == set(names), "every solution cell has a test cell test_<name>"
+    assert set(grade_cells(nb)) - written == {f"test_{n}" for n in names}, "every test cell is named test_<task>"
     position = {nbgrader_meta(c)["grade_id"]: i for i, c in enumerate(nb.cells)}
     for name in names:
         cell = cell_by_id(nb, name)
@@ -113,7 +142,7 @@ def test_tasks_are_top_level_functions_with_a_test_cell_right_after(assignment_i
 @pytest.mark.parametrize("kind", ["source", "release"])
 def test_test_cells_assert_and_never_end_on_a_bare_expression(assignment_id, kind):
     nb = notebook(kind, assignment_id)
-    for grade_id in grade_cells(nb):
+    for grade_id in _test_cells(nb):
         cell = cell_by_id(nb, grade_id)
         body = _statements(cell.source)
         assert any(isinstance(n, ast.Assert) for n in ast.walk(ast.Module(body=body, type_ignores=[]))), grade_id
@@ -125,7 +154,7 @@ def test_test_cells_assert_and_never_end_on_a_bare_expression(assignment_id, kin
 @ids
 def test_test_cells_have_visible_and_hidden_checks(assignment_id):
     source = notebook("source", assignment_id)
-    for grade_id in grade_cells(source):
+    for grade_id in _test_cells(source):
         text = cell_by_id(source, grade_id).source
         visible, _, rest = text.partition("### BEGIN HIDDEN TESTS")
         assert "assert" in visible, f"{grade_id}: visible checks before the hidden ones"
@@ -141,12 +170,15 @@ def test_release_has_no_solution_code_no_hidden_tests_and_no_markers(assignment_
     text = "\n".join(cell.source for cell in release.cells)
     for name, cell in solution_cells(source).items():
         released = cell_by_id(release, name).source
+        if name in written_cells(source):
+            assert released == STUB, f"{name}: a written answer is released as nbgrader's stub, rubric and all removed"
+            continue
         assert "raise NotImplementedError()" in released, f"{name}: nbgrader's stub"
         for region in solution_regions(cell.source):
             for line in filter(None, (line.strip() for line in region)):
                 assert line not in released.splitlines(), f"{name}: solution line {line!r} is in the release"
                 assert len(line) < 16 or line not in text, f"solution line {line!r} is in the release"
-    for grade_id in grade_cells(source):
+    for grade_id in _test_cells(source):
         before, rest = cell_by_id(source, grade_id).source.split("### BEGIN HIDDEN TESTS")
         hidden, after = rest.split("### END HIDDEN TESTS")
         visible = {line.strip() for line in (before + after).splitlines()}  # a line shown anyway is no leak
@@ -162,9 +194,10 @@ def test_no_cell_opts_out_of_nbval(assignment_id):
 
 
 def stated_minutes_rule(nb: nbformat.NotebookNode) -> int:
-    """docs/notebooks.md's effort rule: a minute per 100 words of Markdown, 10 minutes per task,
-    rounded to 5 minutes."""
-    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    """docs/notebooks.md's effort rule: a minute per 100 words of the Markdown a student reads (model
+    answers left out), 10 minutes per task (a written derivation is one), rounded to 5 minutes."""
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells
+                if c.cell_type == "markdown" and not nbgrader_meta(c).get("solution"))
     return 5 * round((words / 100 + 10 * len(solution_cells(nb))) / 5)
 
 
