@@ -309,6 +309,16 @@ class Lab:
         keys.perform()
         time.sleep(0.3)
 
+    def edit_markdown(self, index: int) -> None:
+        """Put the rendered Markdown cell ``index`` in edit mode, as a double-click on it does."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        rendered = self._css(".jp-MarkdownOutput", self.cells()[index])
+        assert rendered, f"cell {index} is not a rendered Markdown cell"
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", rendered[0])
+        ActionChains(self.driver).double_click(rendered[0]).perform()
+        self.wait_for(f"cell {index}'s editor", lambda: self._css(".cm-content .cm-line", self.cells()[index]))
+
     def run_cell(self, index: int) -> None:
         """Select cell ``index`` (command mode), run it with Shift+Enter and wait for the kernel."""
         from selenium.webdriver.common.action_chains import ActionChains

@@ -30,6 +30,7 @@ _SKIP = browser_skip_reason()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_SKIP is not None, reason=f"browser test: {_SKIP}")]
 
 ASSIGNMENT = "01_change_of_variables"
+DERIVATION = "f = g^-1 maps x to A^-1 (x - b), so |det J_f| = 1 / |det A| and the Gaussian has covariance A A^T."
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 COURSE_ROOT = ROOT
 # A first attempt at Task 1 that forgets the log-det, and what the visible test calls that mistake.
@@ -131,9 +132,17 @@ def test_student_solves_and_validates(lab: Lab, notebooks):
     for index in range(first, test + 1):
         assert not lab.error_output(index), f"cell {index} failed after the solution:\n{lab.error_output(index)}"
 
-    # The other tasks, then Validate (it saves the notebook first): success.
+    # The other tasks and the written derivation, then Validate (it saves the notebook first):
+    # success. An unanswered derivation would fail it ("You did not provide a response").
     for index in tasks[1:]:
         type_solution(index)
+    written = [i for i, c in enumerate(released.cells) if c.cell_type == "markdown"
+               and c.metadata.get("nbgrader", {}).get("solution")]
+    assert written, "notebook 01 asks for a written derivation"
+    for index in written:
+        lab.edit_markdown(index)
+        lab.replace_lines(index, "YOUR ANSWER HERE", "YOUR ANSWER HERE", [DERIVATION])
+        lab.run_cell(index)  # renders it
     passed, message = lab.validate()
     lab.screenshot("validate-solved")
     lab.close_dialog()
@@ -144,6 +153,8 @@ def test_student_solves_and_validates(lab: Lab, notebooks):
     expected = solve(released, source)
     for index in tasks:
         assert saved.cells[index].source.rstrip() == expected.cells[index].source.rstrip(), f"cell {index} as typed"
+    for index in written:
+        assert saved.cells[index].source.strip() == DERIVATION, f"cell {index} as typed"
 
 
 def test_blank_notebook_fails_validation(lab: Lab, notebooks):

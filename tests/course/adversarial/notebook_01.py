@@ -82,7 +82,8 @@ def _without(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookNod
 
 def _edit_tests(nb: nbformat.NotebookNode, edit: Callable) -> nbformat.NotebookNode:
     nb = copy.deepcopy(nb)
-    nb.cells = [edit(c) if c.metadata.get("nbgrader", {}).get("grade") else c for c in nb.cells]
+    nb.cells = [edit(c) if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code" else c
+                for c in nb.cells]  # the test cells: a written answer is graded too, but Markdown
     return nb
 
 
