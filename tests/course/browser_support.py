@@ -258,8 +258,25 @@ class Lab:
         first = self._css(".jp-CodeCell .jp-InputPrompt", self.panel)[0]
         before = first.text
         self.menu("Run", "Run All Cells")
-        self.wait_for("the run to start", lambda: first.text != before, timeout=30)
+
+        def started() -> bool:
+            if self.choose_the_kernel():  # then run all again, on the kernel just chosen
+                self.wait_for("the kernel to start", self.kernel_idle)
+                self.menu("Run", "Run All Cells")
+            return first.text != before
+
+        self.wait_for("the run to start", started, timeout=60)
         self.wait_idle()
+
+    def choose_the_kernel(self) -> bool:
+        """Accept JupyterLab's "Select Kernel" dialog (Python 3 preselected) if it is up, as a student
+        would: on a loaded machine it can come up after the notebook's kernel was first reported idle."""
+        for dialog in self._css(".jp-Dialog"):
+            if "Select Kernel" in dialog.text:
+                self._css(".jp-Dialog-button.jp-mod-accept", dialog)[0].click()
+                self.wait_for("the dialog to close", lambda: not self._css(".jp-Dialog"), timeout=10)
+                return True
+        return False
 
     def error_output(self, index: int) -> str:
         """The traceback shown under cell ``index`` ('' when it raised nothing)."""
@@ -318,6 +335,17 @@ class Lab:
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", rendered[0])
         ActionChains(self.driver).double_click(rendered[0]).perform()
         self.wait_for(f"cell {index}'s editor", lambda: self._css(".cm-content .cm-line", self.cells()[index]))
+
+    def render_markdown(self, index: int) -> None:
+        """Render the Markdown cell ``index`` being edited with Shift+Enter (a Markdown cell has no
+        execution count to wait for: wait until its rendered view is back)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        self._css(".cm-content", self.cells()[index])[0].click()
+        ActionChains(self.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        self.wait_for(f"cell {index} to render", lambda: "jp-mod-rendered" in self.cells()[index].get_attribute("class"),
+                      timeout=30)
 
     def run_cell(self, index: int) -> None:
         """Select cell ``index`` (command mode), run it with Shift+Enter and wait for the kernel."""
