@@ -12,12 +12,15 @@ What runs in a student's kernel (the grader's worker carries a copy):
 
 - :mod:`dgm_course.course.kernel`: the set-up every notebook calls in its first code cell.
 - :mod:`dgm_course.course.checks`: the helpers of the visible tests.
+- :mod:`dgm_course.runtime`: what a probe shares with the notebooks (the dense-algebra guard);
+  the worker carries it whole.
 
 Grading (docs/grading.md, docs/instructor.md):
 
 - :mod:`dgm_course.course.grade`: autograde a folder of submissions, verified scores, feedback.
-- :mod:`dgm_course.course.verify`: each task checked again outside the kernel, against the spec
-  (:mod:`dgm_course.course.specs`).
+- :mod:`dgm_course.course.spec`: the spec contract (tasks, checks, verdicts, the grading seed),
+  all that a spec in :mod:`dgm_course.course.specs` imports.
+- :mod:`dgm_course.course.verify`: each task checked again outside the kernel, against its spec.
 - :mod:`dgm_course.course.sandbox`: the isolated, limited process student code runs in.
 - :mod:`dgm_course.course.cluster`: the fan-out of a batch, local threads or a Dask cluster.
 - :mod:`dgm_course.course.gradebook`: where the final grades go (sqlite or a database server).

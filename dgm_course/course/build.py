@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .cells import nbgrader_meta
 from .config import Course, CourseError, execution_env, nbgrader_api
 
 __all__ = ["MACHINE_DEPENDENT_TAG", "generate", "build", "check", "machine_dependence", "notebook_differences",
@@ -136,7 +137,7 @@ def solution_errors(notebook: Path) -> list[str]:
 
 
 def _cell_name(cell: dict) -> str:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+    return nbgrader_meta(cell).get("grade_id") or cell.get("id", "?")
 
 
 def generate(course: Course, assignment_id: str, dest: Path, solution: bool = True, execute: bool = True) -> None:

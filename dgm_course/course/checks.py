@@ -97,13 +97,14 @@ def mismatch(
 def _forbidden_of(assignment_id: str, function_name: str) -> dict[str, object]:
     """The names the spec of ``assignment_id`` forbids for the task ``function_name`` (every task's
     when no task has that name), each with the object it denotes."""
-    from dgm_course.course.verify import _resolve, load_spec
+    from dgm_course.course.forbidden import resolve
+    from dgm_course.course.verify import load_spec
 
     tasks = load_spec(assignment_id).tasks
     names = [f for t in tasks if t.task_id == function_name for f in t.forbidden]
     if not names:
         names = [f for t in tasks for f in t.forbidden]
-    return {f: _resolve(f) for f in dict.fromkeys(names)}
+    return {f: resolve(f) for f in dict.fromkeys(names)}
 
 
 def _denotes(obj: object, targets: dict[str, object]) -> str | None:
@@ -121,19 +122,19 @@ def _denotes(obj: object, targets: dict[str, object]) -> str | None:
 def _uses(function: Callable, targets: dict[str, object], seen: set[int]) -> list[str]:
     """The forbidden names that ``function``'s own source reaches, through its globals and its
     imports, and through the notebook's functions it calls (read the same way, each once)."""
-    from dgm_course.course.verify import _Bindings, _forbidden_among, _imports, _parse
+    from dgm_course.course.forbidden import Bindings, forbidden_among, imports, parse
 
     if id(function) in seen or not inspect.isfunction(function):
         return []
     seen.add(id(function))
     try:
-        tree = _parse(textwrap.dedent(inspect.getsource(function)))
+        tree = parse(textwrap.dedent(inspect.getsource(function)))
     except (OSError, TypeError, SyntaxError, ValueError, RecursionError, MemoryError):
         return []  # no source to read (a lambda in a string, a compiled function): nothing to say
     found: list[str] = []
-    bindings = _Bindings()
-    for dotted, _ in _imports(tree, bindings):
-        found += _forbidden_among(dotted, targets)
+    bindings = Bindings()
+    for dotted, _ in imports(tree, bindings):
+        found += forbidden_among(dotted, targets)
     local_imports = {name: sorted(d)[0] for name, d in bindings.alias.items()}
     inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     for node in ast.walk(tree):
@@ -146,7 +147,7 @@ def _uses(function: Callable, targets: dict[str, object], seen: set[int]) -> lis
         if not isinstance(cur, ast.Name):
             continue
         if cur.id in local_imports:
-            found += _forbidden_among(".".join([local_imports[cur.id], *reversed(parts)]), targets)
+            found += forbidden_among(".".join([local_imports[cur.id], *reversed(parts)]), targets)
             continue
         if cur.id in function.__globals__:
             obj = function.__globals__[cur.id]

@@ -66,13 +66,15 @@ from pathlib import Path
 
 import nbformat
 
-from . import gradebook, roster, sandbox
-from .cells import grade_cells, nbgrader_meta, task_name, written_cells
+from . import gradebook, roster, sandbox, verify
+from .cells import (MAX_NOTEBOOK_BYTES, grade_cells, is_setup_cell, nbgrader_meta, notebook_cells, task_name,
+                    written_cells)
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .report import LEADING, TRAILING
 from .sandbox import Limits, SandboxError
-from .verify import MAX_NOTEBOOK_BYTES, flag_verdicts
+from .spec import SpecError, grading_seed
+from .verify import flag_verdicts
 
 __all__ = ["StudentResult", "validate_submission", "grade", "reproduce", "final_rows", "write_csv", "GRADED",
            "REJECTED", "INVALID", "FAILED", "TIMEOUT", "ERROR", "MISSING"]
@@ -213,8 +215,6 @@ def _changed_setup(source: nbformat.NotebookNode, submitted: nbformat.NotebookNo
     deleted one was not tested with the set-up it is graded with, which is the student's to fix
     (and a set-up that fails from the source is then the grading machine's fault alone).
     """
-    from .verify import is_setup_cell, notebook_cells
-
     theirs: dict[str, str] = {}
     for cell in notebook_cells(submitted):
         if cell.grade_id is not None:
@@ -233,15 +233,15 @@ def _changed_setup(source: nbformat.NotebookNode, submitted: nbformat.NotebookNo
 def _unrestorable_cells(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode) -> str:
     """nbgrader puts a deleted test cell back after the nbgrader cell before it in the source; if
     that one is gone too (or is not a solution or test cell), nbgrader fails: say so instead."""
-    present = {c.metadata["nbgrader"]["grade_id"] for c in submitted.cells
-               if c.metadata.get("nbgrader", {}).get("grade") or c.metadata.get("nbgrader", {}).get("solution")}
-    ordered = [c for c in source.cells if "nbgrader" in c.metadata]
+    present = {meta.get("grade_id") for c in submitted.cells
+               if (meta := nbgrader_meta(c)).get("grade") or meta.get("solution")}
+    ordered = [nbgrader_meta(c) for c in source.cells if nbgrader_meta(c)]
     written = written_cells(source)  # a deleted written answer comes back empty (_restore_written)
-    for index, cell in enumerate(ordered):
-        gid = cell.metadata["nbgrader"]["grade_id"]
-        if not cell.metadata["nbgrader"].get("grade") or gid in present or gid in written:
+    for index, meta in enumerate(ordered):
+        gid = meta["grade_id"]
+        if not meta.get("grade") or gid in present or gid in written:
             continue
-        before = ordered[index - 1].metadata["nbgrader"]["grade_id"] if index else None
+        before = ordered[index - 1]["grade_id"] if index else None
         if before is not None and before not in present:
             return (f"missing grade cell: the test cell {gid!r} and the cell {before!r} before it were deleted, "
                     f"so nbgrader cannot put the test back; restore both from the release")
@@ -500,8 +500,6 @@ def _matplotlib_cache() -> Path | None:
 
 
 def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Path) -> None:
-    from .verify import _worker_library
-
     aid = batch.assignment_id
     course = job / "course"
     # The source folder without its notebook: nbgrader copies the other files (data) beside the notebook.
@@ -522,7 +520,7 @@ def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Pa
     (job / "runner.py").write_text(inspect.getsource(_inkernel_main) + "\n\n_inkernel_main()\n")
     (job / "kernel.py").write_text(inspect.getsource(_kernel_main) + "\n\n_kernel_main()\n")
     shutil.copy(sandbox.__file__, job / "sandbox.py")
-    _worker_library(job / "lib", ())  # the whole library: hidden tests import its references
+    verify._worker_library(job / "lib", ())  # the whole library: hidden tests import its references
     fonts = _matplotlib_cache()
     if fonts is not None:
         (job / "mpl").mkdir()
@@ -575,10 +573,8 @@ def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, repo
         _write_feedback_job(job, batch, sid, notebook, report, result.scores)
         env = {"FEEDBACK_JOB": "{job}", "TQDM_DISABLE": "1",
                **{name: "{job}/" + folder for name, folder in _JUPYTER_DIRS.items()}}
-        from .verify import LIBRARY
-
-        run = sandbox.run([sys.executable, "{job}/runner.py"], _FEEDBACK_LIMITS, job, env=env, hide=[str(LIBRARY)],
-                          require=batch.require)
+        run = sandbox.run([sys.executable, "{job}/runner.py"], _FEEDBACK_LIMITS, job, env=env,
+                          hide=[str(verify.LIBRARY)], require=batch.require)
     finally:
         shutil.rmtree(job, ignore_errors=True)
     try:
@@ -651,10 +647,8 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> tup
         env = {"AUTOGRADE_JOB": "{job}", "PYTHONPATH": "{job}/lib", "TQDM_DISABLE": "1",
                "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-        from .verify import LIBRARY
-
         run = sandbox.run([sys.executable, "{job}/runner.py"], _inkernel_limits(batch.timeout), job, env=env,
-                          hide=[str(LIBRARY)], require=batch.require, loopback=True)
+                          hide=[str(verify.LIBRARY)], require=batch.require, loopback=True)
     finally:
         shutil.rmtree(job, ignore_errors=True)
     log = batch.out / "logs" / f"{sid}.log"
@@ -694,22 +688,20 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> tup
 
 def _verify(batch: _Batch, result: StudentResult) -> None:
     """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
-    from .verify import SetupError, SpecError, gradebook_scores, grading_seed, verify_submission
-
     seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key, nonce=batch.nonce)
     error: Exception | None = None
     for _ in range(2):  # a sandbox that did not start on a loaded machine may start the next time
         try:
-            verdicts = verify_submission(batch.spec, result.notebook, batch.source_path, seed=seed,
+            verdicts = verify.verify_submission(batch.spec, result.notebook, batch.source_path, seed=seed,
                                          require=batch.require)
             break
-        except (SpecError, SetupError, SandboxError) as exc:
+        except (SpecError, verify.SetupError, SandboxError) as exc:
             error = exc
     else:
         result.status = ERROR
         result.reason = f"grader error, not the student's (tried twice): {type(error).__name__}: {error}"
         return
-    verified = gradebook_scores(batch.spec, verdicts, batch.source_path)
+    verified = verify.gradebook_scores(batch.spec, verdicts, batch.source_path)
     # A graded code cell no task covers would score 0: specs must cover every one (check_spec). A
     # written answer scores what a grader gave it in the formgrader (see _write_gradebook), never here.
     result.scores = {gid: verified.get(gid, 0.0) for gid in batch.max_scores}
@@ -1166,10 +1158,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def _spec(assignment_id: str, spec, source_path: Path):
     """The assignment's verification spec, checked against the source; ``None`` if it has none."""
-    from .verify import SpecError, check_spec, load_spec
-
     try:
-        return check_spec(spec if spec is not None else load_spec(assignment_id), source_path)
+        return verify.check_spec(spec if spec is not None else verify.load_spec(assignment_id), source_path)
     except SpecError as err:
         if spec is None and str(err).startswith("no verification spec"):
             return None

@@ -51,7 +51,9 @@ cell)::
     final = gradebook_scores(assignment_id, verdicts, source_ipynb)  # test cell grade_id -> points
     flags = [v.flag for v in verdicts if v.flag]                     # where the kernel disagreed
 
-Specs live in :mod:`dgm_course.course.specs` (one module per assignment, see there).
+Specs live in :mod:`dgm_course.course.specs` (one module per assignment, see there); their
+contract (:class:`Task`, :class:`Check`, :class:`AssignmentSpec`, :class:`TaskVerdict`) is
+:mod:`dgm_course.course.spec`, re-exported here.
 """
 
 from __future__ import annotations
@@ -71,19 +73,19 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import threading
 import zipfile
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.lib.format as npformat
 import torch
 
 from . import sandbox
-from .sandbox import Limits
+from .cells import Cell, is_setup_cell, notebook_cells, read_notebook
+from .forbidden import UnreadableCell, names_by_cell, parse, reference_use, resolve, strip_magics
+from .spec import AssignmentSpec, Check, SpecError, Task, TaskVerdict, grading_seed
 
 __all__ = [
     "Check",
@@ -99,131 +101,16 @@ __all__ = [
     "check_spec",
     "grading_seed",
     "notebook_cells",
-    "dense_call_message",
     "is_setup_cell",
 ]
 
-MAX_NOTEBOOK_BYTES = 20 << 20
 # The library's folder, from this file: an editable install may import ``dgm_course`` as a
 # namespace package, whose ``__file__`` is None.
 LIBRARY = Path(__file__).resolve().parents[1]
 
 
-class SpecError(ValueError):
-    """The spec does not fit the source notebook (an instructor's error, never a student's)."""
-
-
 class SetupError(RuntimeError):
     """A trusted set-up cell failed before any student code ran: the grading environment is broken."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """One graded comparison: worker output ``output`` against grader value ``expected``.
-
-    Passes when shapes agree, every entry is finite and ``|out - exp| <= atol + rtol |exp|``.
-    """
-
-    name: str
-    output: str
-    expected: str
-    points: float
-    atol: float
-    rtol: float = 0.0
-
-
-@dataclass(frozen=True)
-class Task:
-    """A graded task of an assignment.
-
-    - ``solution_ids``/``test_ids``: nbgrader ``grade_id`` values of its solution and test cells (the
-      test cells' points must add up to the checks' points).
-    - ``draw(rng) -> {name: ndarray}``: the inputs, drawn in the grader at grading time.
-    - ``probe(ns, inputs) -> {name: tensor}``: runs in the worker; ``ns`` is the notebook's
-      namespace. It must be a top-level function that imports what it needs in its body: only
-      its source is shipped, so the grader's references never enter the worker.
-    - ``expect(inputs) -> {name: tensor}``: the grader's reference values (float64).
-    - ``forbidden``: dotted names (objects or modules) a solution may not use.
-    - ``messages``: regular expressions of the probe's own exception messages that feedback may
-      quote when a message matches one in full (a finite set of texts: a pattern that admits
-      free text would let a student's message through, see :func:`_describe`).
-    """
-
-    task_id: str
-    solution_ids: tuple[str, ...]
-    test_ids: tuple[str, ...]
-    draw: Callable[[np.random.Generator], dict[str, np.ndarray]]
-    probe: Callable
-    expect: Callable[[dict[str, np.ndarray]], dict[str, torch.Tensor]]
-    checks: tuple[Check, ...]
-    forbidden: tuple[str, ...] = ()
-    seconds: float = 10.0
-    messages: tuple[str, ...] = ()
-
-    @property
-    def max_points(self) -> float:
-        return float(sum(c.points for c in self.checks))
-
-
-@dataclass(frozen=True)
-class AssignmentSpec:
-    """What the verifier checks in one assignment, and its limits.
-
-    ``setup_ids``: the source's trusted cells to run (default: every locked code cell that is
-    neither a solution nor a test). ``skip_ids``: cells never run (slow training).
-    ``hidden``: ``dgm_course`` modules or objects (``dgm_course.jacobian.batch_jacobian``)
-    removed from the worker's copy of the library; it must cover every task's ``forbidden``
-    (:func:`_check_hidden`). A removed class or function leaves a stand-in that raises when used,
-    so the set-up cells may still import it; a whole module hidden must not be one they import.
-    ``setup_seconds`` bounds interpreter start-up plus each set-up cell, ``cell_seconds`` each
-    student cell, ``wall_seconds`` the whole submission including restarts.
-    """
-
-    assignment_id: str
-    tasks: tuple[Task, ...]
-    setup_ids: tuple[str, ...] | None = None
-    skip_ids: tuple[str, ...] = ()
-    hidden: tuple[str, ...] = ()
-    setup_seconds: float = 60.0
-    cell_seconds: float = 10.0
-    wall_seconds: float = 300.0
-    limits: Limits = Limits()  # its wall_s is replaced by what is left of wall_seconds
-
-
-@dataclass
-class TaskVerdict:
-    """The verified result of one task; ``reason`` is the feedback shown to the student.
-
-    ``in_kernel_points``: what nbgrader's in-kernel tests gave (when passed in); ``flag`` says
-    why it differs from the verified ``points``. ``isolation``: the sandbox level used
-    (``"not run"`` when no student code had to run).
-    """
-
-    task_id: str
-    points: float
-    max_points: float
-    passed: list[str]
-    failed: list[str]
-    reason: str
-    isolation: str
-    in_kernel_points: float | None = None
-    flag: str | None = None
-
-
-def grading_seed(course_id: str, assignment_id: str, student_id: str, key: str = "", nonce: str = "") -> int:
-    """The grading seed of one submission: a hash the grader controls.
-
-    ``key``: the grader's secret. Without one, a student who reads the specs can compute the
-    inputs of their own grading and answer them from a table. ``nonce``: drawn afresh for each
-    grading run and recorded with its grades, so a regrade or a resubmission is checked on new
-    inputs (whatever a run let out is worth nothing to the next) while the grader, who holds
-    the key and the record, can reproduce any past run.
-    """
-    text = f"{course_id}\0{assignment_id}\0{student_id}"
-    if nonce:
-        text = f"{nonce}\0{text}"
-    digest = hashlib.sha256((f"{key}\0{text}" if key else text).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def load_spec(assignment_id: str) -> AssignmentSpec:
@@ -247,78 +134,26 @@ def check_spec(spec: AssignmentSpec | str, source_notebook) -> AssignmentSpec:
     Raises :class:`SpecError` where it does not: a grader checks this once, before grading anyone.
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    _check_spec(spec, notebook_cells(_read_notebook(source_notebook)))
+    _check_spec(spec, notebook_cells(read_notebook(source_notebook)))
     return spec
 
 
 # ---------------------------------------------------------------------------------------------
-# Notebooks
+# The program: what the worker runs, in order
 
 
-def _read_notebook(nb) -> dict:
-    if isinstance(nb, dict):
-        return nb
-    path = Path(nb)
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"notebook larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("a notebook must be a JSON object")
-    json.dumps(data, ensure_ascii=False).encode()  # UnicodeEncodeError (a ValueError): a lone surrogate
-    return data
+class Step(NamedTuple):
+    """One cell the worker runs: ``kind`` ``"setup"`` (the source's, trusted) or ``"student"``,
+    ``label`` (its grade id, or where a cell the student added sits), the tasks it answers."""
 
-
-@dataclass
-class _Cell:
+    kind: str
+    label: str
+    task_ids: list[str]
     source: str
-    grade_id: str | None
-    solution: bool
-    grade: bool
-    locked: bool
-    points: float
 
 
-def notebook_cells(nb) -> list[_Cell]:
-    """The code cells of a notebook with their nbgrader metadata, read defensively.
-
-    Anything malformed (a wrong type, an unknown ``schema_version``) counts as "no metadata":
-    one bad cell never stops the grading of a batch.
-    """
-    cells = []
-    raw = nb.get("cells") if isinstance(nb, dict) else None
-    for c in raw if isinstance(raw, list) else []:
-        if not isinstance(c, dict) or c.get("cell_type") != "code":
-            continue
-        src = c.get("source", "")
-        src = "".join(s for s in src if isinstance(s, str)) if isinstance(src, list) else src
-        if not isinstance(src, str):
-            continue
-        meta = c.get("metadata")
-        g = meta.get("nbgrader") if isinstance(meta, dict) else None
-        g = g if isinstance(g, dict) else {}
-        gid = g.get("grade_id")
-        points = g.get("points", 0)
-        cells.append(_Cell(
-            source=src,
-            grade_id=gid if isinstance(gid, str) and gid else None,
-            solution=g.get("solution") is True,
-            grade=g.get("grade") is True,
-            locked=g.get("locked") is True,
-            points=float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) else 0.0,
-        ))
-    return cells
-
-
-def is_setup_cell(cell: _Cell, setup_ids: tuple[str, ...] | None = None) -> bool:
-    """Whether the verifier runs this source cell as trusted set-up: one of ``setup_ids`` (a spec's),
-    or by default a locked code cell with a grade id that is neither a solution nor a test."""
-    if cell.solution or cell.grade or cell.grade_id is None:
-        return False
-    return cell.grade_id in setup_ids if setup_ids is not None else cell.locked
-
-
-def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
-    """The cells the worker runs: ``[(kind, label, task_ids, source)]`` and missing solution ids.
+def _program(spec: AssignmentSpec, source: list[Cell], submitted: list[Cell]) -> tuple[list[Step], list[str]]:
+    """The cells the worker runs (:class:`Step`) and the missing solution ids.
 
     The order is the source's: trusted set-up cells verbatim; each solution cell replaced by the
     student's, preceded by the cells the student added before it in the submission.
@@ -330,9 +165,9 @@ def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
     setup_ids = spec.setup_ids
     demo_sources = {c.source.strip() for c in source if c.grade_id is None}
     # Student cells grouped by the solution cell that follows them.
-    by_solution: dict[str, _Cell] = {}
-    added_before: dict[str | None, list[_Cell]] = {}
-    pending: list[_Cell] = []
+    by_solution: dict[str, Cell] = {}
+    added_before: dict[str | None, list[Cell]] = {}
+    pending: list[Cell] = []
     for c in submitted:
         if c.solution and c.grade_id:
             by_solution.setdefault(c.grade_id, c)
@@ -347,19 +182,19 @@ def _program(spec: AssignmentSpec, source: list[_Cell], submitted: list[_Cell]):
             continue
         if c.solution and c.grade_id:
             for k, extra in enumerate(added_before.get(c.grade_id, [])):
-                program.append(("student", f"cell added before {c.grade_id} #{k + 1}", [], extra.source))
+                program.append(Step("student", f"cell added before {c.grade_id} #{k + 1}", [], extra.source))
             if c.grade_id in by_solution:
-                program.append(("student", c.grade_id, task_of.get(c.grade_id, []), by_solution[c.grade_id].source))
+                program.append(Step("student", c.grade_id, task_of.get(c.grade_id, []), by_solution[c.grade_id].source))
             else:
                 missing.append(c.grade_id)
         elif is_setup_cell(c, setup_ids):  # tests never run here; unlocked demo cells are not needed
-            program.append(("setup", c.grade_id, [], c.source))
+            program.append(Step("setup", c.grade_id, [], c.source))
     for k, extra in enumerate(added_before.get(None, [])):
-        program.append(("student", f"cell added at the end #{k + 1}", [], extra.source))
+        program.append(Step("student", f"cell added at the end #{k + 1}", [], extra.source))
     return program, missing
 
 
-def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
+def _check_spec(spec: AssignmentSpec, source: list[Cell]) -> None:
     _check_hidden(spec)
     ids = {c.grade_id: c for c in source if c.grade_id}
     for t in spec.tasks:
@@ -376,194 +211,7 @@ def _check_spec(spec: AssignmentSpec, source: list[_Cell]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Static check: does student code use a forbidden (reference) name?
-
-
-# CPython 3.11 keeps ast's recursion depth per interpreter, not per thread: two threads building
-# ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905).
-# ``grade(..., workers=N)`` verifies students in threads, so every parse here takes this lock.
-_AST_LOCK = threading.Lock()
-
-
-def _parse(source: str) -> ast.Module:
-    with _AST_LOCK:
-        return ast.parse(source)
-
-
-class UnreadableCell(ValueError):
-    """Student code that ``ast`` cannot read for a reason other than a syntax error: nested too
-    deeply (RecursionError, MemoryError), a lone surrogate (UnicodeEncodeError). The submission's
-    fault, never the grader's."""
-
-
-@dataclass
-class _Bindings:
-    """What the student's import statements bind, all cells together: a name -> the ``dgm_course``
-    objects or modules it may denote (an import in one cell serves every later cell, and the
-    functions of earlier ones called later), and the ``dgm_course`` modules imported with ``*``.
-    Only names that denote something of the library are kept, so their number stays bounded."""
-
-    alias: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-    star: set[str] = dataclasses.field(default_factory=set)
-
-    def bind(self, name: str, dotted: str) -> None:
-        if _resolve(dotted) is not None:
-            self.alias.setdefault(name, set()).add(dotted)
-
-
-def _student_tree(code: str) -> ast.Module | None:
-    """The AST of a student cell; None for a syntax error (it cannot run either).
-
-    Raises :class:`UnreadableCell` for code ``ast`` cannot read otherwise (a 100,000-deep
-    attribute chain, a lone surrogate): the cell's fault, which :func:`_student_names` charges to
-    the student.
-    """
-    try:
-        return _parse(_strip_magics(code))
-    except SyntaxError:
-        return None
-    except (RecursionError, MemoryError) as exc:
-        raise UnreadableCell(f"is nested too deeply to be read ({type(exc).__name__})") from None
-    except ValueError as exc:  # UnicodeEncodeError: a lone surrogate
-        raise UnreadableCell(f"could not be read ({type(exc).__name__})") from None
-
-
-def _imports(tree: ast.Module, bindings: _Bindings) -> list[tuple[str, int]]:
-    """The dotted names ``tree`` imports (and ``dgm_course...`` strings), with lines; records what
-    each import binds in ``bindings``."""
-    used: list[tuple[str, int]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                used.append((a.name, node.lineno))
-                bindings.bind(a.asname or a.name.split(".")[0], a.name if a.asname else a.name.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for a in node.names:
-                if a.name == "*":
-                    if inspect.ismodule(_resolve(node.module)):
-                        bindings.star.add(node.module)
-                    continue
-                used.append((f"{node.module}.{a.name}", node.lineno))
-                bindings.bind(a.asname or a.name, f"{node.module}.{a.name}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("dgm_course"):
-            used.append((node.value, node.lineno))  # importlib.import_module("dgm_course....")
-    return used
-
-
-def _reached(tree: ast.Module, bindings: _Bindings) -> list[tuple[str, int]]:
-    """The dotted names that the names and attribute chains of ``tree`` reach through ``bindings``:
-    whole chains only (``a.b.c``, not also ``a.b``; :func:`_reference_use` checks each prefix),
-    walked without recursion, so a chain of any depth costs its length."""
-    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
-    used: list[tuple[str, int]] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Attribute, ast.Name)) or id(node) in inner:
-            continue
-        parts = []
-        cur = node
-        while isinstance(cur, ast.Attribute):
-            parts.append(cur.attr)
-            cur = cur.value
-        if isinstance(cur, ast.Name):
-            bases = bindings.alias.get(cur.id) or {f"{m}.{cur.id}" for m in bindings.star}
-            for base in sorted(bases):
-                used.append((".".join([base, *reversed(parts)]), node.lineno))
-    return used
-
-
-def _names_by_cell(cells: list[tuple[str, str]], setup: tuple[str, ...] = ()) -> list[tuple[str, list[tuple[str, int]]]]:
-    """Each cell's label with the dotted names it imports or reaches, the student's cells read
-    together: a name imported in one cell counts wherever it is used, and so does a name the
-    trusted ``setup`` cells import (notebook 07's ``PixelCNNDecoder``). Raises
-    :class:`UnreadableCell` (its message names the cell) for a student cell ``ast`` cannot read."""
-    bindings = _Bindings()
-    for code in setup:
-        _imports(_parse(_strip_magics(code)), bindings)
-    trees, imported = [], []
-    for label, code in cells:
-        try:
-            tree = _student_tree(code)
-        except UnreadableCell as exc:
-            raise UnreadableCell(f"{label} {exc}") from None
-        trees.append(tree)
-        imported.append(_imports(tree, bindings) if tree is not None else [])
-    return [(label, imported[k] + (_reached(tree, bindings) if tree is not None else []))
-            for k, ((label, _), tree) in enumerate(zip(cells, trees))]
-
-
-def _used_names(code: str) -> list[tuple[str, int]]:
-    """Dotted names (``dgm_course.flows.Planar``) that one cell imports or reaches, with lines."""
-    return _names_by_cell([("", code)])[0][1]
-
-
-def _prefixes(dotted: str):
-    """Each prefix of a ``dgm_course`` dotted name with the object it denotes in the grader, up to
-    the first prefix that denotes nothing (one attribute or import per part: no recursion)."""
-    parts = dotted.split(".")
-    if parts[0] != "dgm_course":
-        return
-    obj = importlib.import_module("dgm_course")
-    yield "dgm_course", obj
-    for k in range(1, len(parts)):
-        if inspect.ismodule(obj) and not obj.__name__.startswith("dgm_course"):
-            return  # torch, NumPy...: no forbidden name lies beyond
-        nxt = getattr(obj, parts[k], None)
-        if nxt is None and inspect.ismodule(obj) and hasattr(obj, "__path__"):
-            try:
-                nxt = importlib.import_module(f"{obj.__name__}.{parts[k]}")
-            except Exception:  # noqa: BLE001 - no such submodule (or not importable)
-                nxt = None
-        if nxt is None:
-            return
-        obj = nxt
-        yield ".".join(parts[: k + 1]), obj
-
-
-def _resolve(dotted: str):
-    """The object a ``dgm_course`` dotted name denotes in the grader, or None."""
-    found = None
-    for prefix, obj in _prefixes(dotted):
-        found = obj if prefix == dotted else None
-    return found
-
-
-def _reference_use(task: Task, used: list[tuple[str, list[tuple[str, int]]]]) -> str | None:
-    """Why ``task`` earns nothing if student code (``used``: :func:`_names_by_cell`) imports or
-    reaches a name it forbids, by its name or any other path to the same object; else None."""
-    if not task.forbidden:
-        return None
-    targets = {f: _resolve(f) for f in task.forbidden}
-    for label, names in used:
-        for name, line in names:
-            for f in _forbidden_among(name, targets):
-                return (f"uses the library's reference {f} (line {line} of {label}); this task asks "
-                        f"you to write it yourself, so it earns no points")
-    return None
-
-
-def _forbidden_among(name: str, targets: dict[str, object]) -> list[str]:
-    """The forbidden names (``targets``: name -> its object) that ``name`` or a prefix of it denotes."""
-    hits = [f for f in targets if name == f or name.startswith(f + ".")]
-    for _, got in ([] if hits else _prefixes(name)):
-        hits = [f for f, obj in targets.items()
-                if obj is not None and (got is obj or (inspect.ismodule(obj) and inspect.getmodule(got) is obj))]
-        if hits:
-            break
-    return hits
-
-
-# ---------------------------------------------------------------------------------------------
 # The worker (runs inside the sandbox; only this function's source is shipped)
-
-
-def _strip_magics(src: str) -> str:
-    """Plain Python from a cell: IPython magics and shell escapes (``%...``, ``!...``) become ``pass``."""
-    import re
-
-    lines = src.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):
-        lines = lines[1:]
-    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
 
 
 def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
@@ -632,7 +280,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
         emit({"event": "start", "step": f"cell:{i}"})
         error = None
         try:
-            exec(compile(_strip_magics(src), f"<cell {label}>", "exec"), ns)
+            exec(compile(strip_magics(src), f"<cell {label}>", "exec"), ns)
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
             error = describe(exc)
         sys.stdout.flush()
@@ -763,7 +411,7 @@ def _hidden_parts(hidden: tuple[str, ...]) -> dict[str, set[str] | None]:
     """Module -> the names to remove from it (``None``: the whole module), from dotted names."""
     out: dict[str, set[str] | None] = {}
     for dotted in hidden:
-        obj = _resolve(dotted)
+        obj = resolve(dotted)
         if inspect.ismodule(obj):
             out[obj.__name__] = None
         elif obj is not None and str(getattr(obj, "__module__", "")).startswith("dgm_course."):
@@ -791,7 +439,7 @@ def _check_hidden(spec: AssignmentSpec) -> None:
 
 def _is_hidden(dotted: str, parts: dict[str, set[str] | None]) -> bool:
     """Whether the worker's library, with ``parts`` (:func:`_hidden_parts`) removed, lacks ``dotted``."""
-    obj = _resolve(dotted)
+    obj = resolve(dotted)
     if inspect.ismodule(obj):
         return obj.__name__ in parts and parts[obj.__name__] is None
     module = str(getattr(obj, "__module__", ""))
@@ -812,7 +460,7 @@ def _unavailable(module: str, name: str) -> ast.ClassDef:
             f"    {'Not available while grading: the task asks you to write it yourself.'!r}\n\n"
             f"    def __new__(cls, *args, **kwargs):\n"
             f"        raise AttributeError({module + '.' + name + _UNAVAILABLE!r})\n")
-    return _parse(text).body[0]
+    return parse(text).body[0]
 
 
 def _without(source: str, module: str, names: set[str] | None) -> str:
@@ -825,7 +473,7 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
     if names is None:
         body, names = '"""Not available while grading: the task asks you to write it yourself."""\n__all__ = []\n', None
     else:
-        tree = _parse(source)
+        tree = parse(source)
         kept = []
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
@@ -897,7 +545,7 @@ def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
 def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
     """The worker's files: its code, the cells, the probes' sources and the library; no seed, no
     input, no reference (those stay in the parent, see :class:`_Events`)."""
-    parts = (inspect.getsource(f) for f in (_strip_magics, _worker_main))
+    parts = (inspect.getsource(f) for f in (strip_magics, _worker_main))
     worker = "\n\n".join([f"NOT_NUMBERS = {NOT_NUMBERS!r}", *parts, "_worker_main()\n"])
     (job / "worker.py").write_text(worker)
     tasks = [{"task_id": t.task_id, "probe_source": textwrap.dedent(inspect.getsource(t.probe)),
@@ -927,20 +575,9 @@ _BUILTIN_EXCEPTIONS = frozenset(name for name, obj in vars(builtins).items()
 _NAME_ERROR = re.compile(r"name '([A-Za-z_]\w*)' is not defined")
 
 
-# The names torch gives its dense determinants, inverses and solves (``func.__name__``).
-_DENSE_FUNCTIONS = (r"(?:linalg_)?(?:slogdet|logdet|det|inv_ex|inv|inverse|pinv|solve_ex|solve|lstsq|lu_factor_ex"
-                    r"|lu_factor|lu_solve|lu|eigvals|eig)")
-
-
-def dense_call_message(tail: str) -> str:
-    """For :attr:`Task.messages`: the message of a probe that refuses a dense torch function,
-    ``"<its name> was called: <tail>"`` (a few dozen texts, so feedback may quote it)."""
-    return f"{_DENSE_FUNCTIONS} was called: {re.escape(tail)}"
-
-
 def _probe_names(task: Task, inputs: dict[str, np.ndarray]) -> set[str]:
     """Names a probe may look up in the notebook: its string literals and the drawn string inputs."""
-    names = {n.value for n in ast.walk(_parse(textwrap.dedent(inspect.getsource(task.probe))))
+    names = {n.value for n in ast.walk(parse(textwrap.dedent(inspect.getsource(task.probe))))
              if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     for value in inputs.values():
         if value.dtype.kind == "U":
@@ -1057,10 +694,10 @@ def verify_submission(
     grader's problems: retry or stop, never score them as the student's).
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    source = notebook_cells(_read_notebook(source_notebook))
+    source = notebook_cells(read_notebook(source_notebook))
     _check_spec(spec, source)
     try:
-        submitted = notebook_cells(_read_notebook(submitted_notebook))
+        submitted = notebook_cells(read_notebook(submitted_notebook))
     except (OSError, ValueError) as exc:
         return _finish(spec, {t.task_id: (0.0, [], [], f"the notebook could not be read ({type(exc).__name__})")
                               for t in spec.tasks}, in_kernel, "not run")
@@ -1074,7 +711,7 @@ def verify_submission(
                                                "(deleted, or its nbgrader metadata changed)")
         elif unreadable is not None and t.forbidden:
             settled[t.task_id] = (0.0, [], [], unreadable)
-        elif (why := _reference_use(t, used)) is not None:
+        elif (why := reference_use(t, used)) is not None:
             settled[t.task_id] = (0.0, [], [], why)
     todo = [t for t in spec.tasks if t.task_id not in settled]
     if not todo:
@@ -1100,10 +737,10 @@ def verify_submission(
 
 
 def _student_names(program) -> tuple[list[tuple[str, list[tuple[str, int]]]], str | None]:
-    """The names the student's cells of ``program`` use (:func:`_names_by_cell`), and, for a cell
+    """The names the student's cells of ``program`` use (:func:`names_by_cell`), and, for a cell
     ``ast`` cannot read, the reason that costs every task with forbidden names (None otherwise)."""
     try:
-        return _names_by_cell([(label, src) for kind, label, _, src in program if kind == "student"],
+        return names_by_cell([(label, src) for kind, label, _, src in program if kind == "student"],
                               tuple(src for kind, _, _, src in program if kind == "setup")), None
     except UnreadableCell as exc:
         return [], (f"cell {exc} by the check for the library's references: a task that forbids them "
@@ -1204,7 +841,7 @@ def gradebook_scores(spec: AssignmentSpec | str, verdicts: list[TaskVerdict], so
     per task, the usual case, simply gets the task's points).
     """
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    max_points = {c.grade_id: c.points for c in notebook_cells(_read_notebook(source_notebook)) if c.grade_id}
+    max_points = {c.grade_id: c.points for c in notebook_cells(read_notebook(source_notebook)) if c.grade_id}
     by_task = {v.task_id: v for v in verdicts}
     scores = {}
     for t in spec.tasks:

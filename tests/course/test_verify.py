@@ -24,17 +24,14 @@ import torch
 
 
 from dgm_course.course import sandbox
+from dgm_course.course.forbidden import names_by_cell, reference_use, resolve, used_names
 from dgm_course.course.verify import (
     LIBRARY,
     SetupError,
     SpecError,
     _load_outputs,
-    _names_by_cell,
-    _reference_use,
-    _resolve,
     check_spec,
     load_spec,
-    _used_names,
     _worker_library,
     _worker_sys_path,
     grading_seed,
@@ -356,7 +353,7 @@ def test_a_spec_that_does_not_fit_the_source_is_the_instructors_error():
     ("%time x = 1\nfrom dgm_course.flows import Planar", "dgm_course.flows.Planar"),  # a magic hides nothing
 ])
 def test_static_detection_follows_aliases(code, name):
-    assert name in [n for n, _ in _used_names(code)]
+    assert name in [n for n, _ in used_names(code)]
 
 
 def test_the_seed_is_the_graders_and_stable():
@@ -378,15 +375,15 @@ def test_the_seed_is_the_graders_and_stable():
      "dgm_course.vae.PixelCNNDecoder"),
 ])
 def test_static_detection_reads_the_cells_together(cells, setup, name):
-    used = [n for _, names in _names_by_cell(cells, setup) for n, _ in names]
+    used = [n for _, names in names_by_cell(cells, setup) for n, _ in names]
     assert name in used, used
 
 
 def test_static_detection_of_a_reference_behind_a_long_chain():
     spec = load_spec("02_composition")
-    used = _names_by_cell([("a", "import dgm_course as d"),
-                           ("b", "f = d.flows.base" + ".__dict__" * 900 + "\ng = d.flows.base.Compose\n")])
-    assert "dgm_course.flows.Compose (line 2 of b)" in _reference_use(spec.tasks[0], used)
+    used = names_by_cell([("a", "import dgm_course as d"),
+                          ("b", "f = d.flows.base" + ".__dict__" * 900 + "\ng = d.flows.base.Compose\n")])
+    assert "dgm_course.flows.Compose (line 2 of b)" in reference_use(spec.tasks[0], used)
 
 
 @pytest.mark.parametrize("code, why", [
@@ -425,7 +422,7 @@ def test_no_forbidden_reference_is_in_the_workers_library(assignment_id, tmp_pat
     spec = load_spec(assignment_id)
     _worker_library(tmp_path, spec.hidden)
     for dotted in {f for t in spec.tasks for f in t.forbidden}:
-        obj = _resolve(dotted)
+        obj = resolve(dotted)
         module = obj if inspect.ismodule(obj) else importlib.import_module(obj.__module__)
         path = tmp_path / Path(module.__file__).relative_to(LIBRARY.parent)
         found = _definitions(path)

@@ -7,9 +7,9 @@ or by the grader's own one-line map where the parameters are outside what the li
 (:mod:`dgm_course.jacobian`), so an identity flow with log-det 0 fails both. Parameters and inputs
 are drawn from the grading seed.
 
-The probes call the two layers with determinants, inverses and general solves switched off (a
-``TorchFunctionMode``, as the notebook's ``no_dense_determinants`` does): the tasks ask for the
-log-det from the matrix determinant lemma and from the diagonals of ``R1`` and ``R2``.
+The probes call the two layers with determinants, inverses and general solves switched off
+(:class:`~dgm_course.runtime.guards.NoDenseAlgebra`, the notebook's ``no_dense_determinants``): the
+tasks ask for the log-det from the matrix determinant lemma and from the diagonals of ``R1`` and ``R2``.
 
 Tolerances: 1e-9 (absolute and relative) is far above the float64 round-off of these O(1)-O(800)
 values and far below any conceptual error (``h`` for ``h'``, a missing ``|.|``, ``||w||`` for
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dgm_course.course.verify import AssignmentSpec, Check, Task, dense_call_message
+from dgm_course.course.spec import AssignmentSpec, Check, Task, dense_call_message, f64
 from dgm_course.flows import OrthogonalSylvester, Planar
 from dgm_course.jacobian import jacobian_log_det
 
@@ -34,16 +34,13 @@ NO_DENSE = (dense_call_message("the task asks for the log-det from its formula (
                                "the diagonals of R1 and R2), without determinants, inverses or general solves"),)
 
 
-def _t(a) -> torch.Tensor:
-    return torch.as_tensor(a, dtype=torch.float64)
-
 
 def _planar(u, w, b) -> Planar:
     layer = Planar(len(w)).double()
     with torch.no_grad():
-        layer.u.copy_(_t(u))
-        layer.w.copy_(_t(w))
-        layer.b.copy_(_t(b))
+        layer.u.copy_(f64(u))
+        layer.w.copy_(f64(w))
+        layer.b.copy_(f64(b))
     return layer
 
 
@@ -56,27 +53,17 @@ def probe_layer(ns, inputs):
     switched off. Case ``c`` passes the arrays ``c.<name>`` for the names in ``inputs["args"]``, in
     order, and gets back ``c.x`` and ``c.log_det``."""
     import torch
-    from torch.overrides import TorchFunctionMode
+    from dgm_course.runtime.guards import NoDenseAlgebra
 
-    dense = {torch.linalg.slogdet, torch.linalg.det, torch.det, torch.slogdet, torch.logdet, torch.Tensor.det,
-             torch.Tensor.slogdet, torch.Tensor.logdet, torch.linalg.inv, torch.linalg.inv_ex, torch.inverse,
-             torch.Tensor.inverse, torch.linalg.pinv, torch.linalg.solve, torch.linalg.solve_ex, torch.linalg.lstsq,
-             torch.linalg.lu, torch.linalg.lu_factor, torch.linalg.lu_factor_ex, torch.linalg.lu_solve,
-             torch.linalg.eig, torch.linalg.eigvals}
-
-    class NoDense(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if func in dense:
-                raise AssertionError(f"{func.__name__} was called: the task asks for the log-det from its formula "
-                                     "(the matrix determinant lemma, the diagonals of R1 and R2), without "
-                                     "determinants, inverses or general solves")
-            return func(*args, **(kwargs or {}))
+    reason = ("the task asks for the log-det from its formula "
+              "(the matrix determinant lemma, the diagonals of R1 and R2), without "
+              "determinants, inverses or general solves")
 
     function, names = ns[str(inputs["function"])], [str(n) for n in inputs["args"]]
     out = {}
     for case in sorted({k.split(".")[0] for k in inputs if "." in k}):
         args = [torch.from_numpy(inputs[f"{case}.{n}"]) for n in names]
-        with NoDense():
+        with NoDenseAlgebra(reason):
             out[f"{case}.x"], out[f"{case}.log_det"] = function(*args)
     return out
 
@@ -102,12 +89,12 @@ def draw_planar_g(rng: np.random.Generator) -> dict:
 
 
 def expect_planar_g(inputs: dict) -> dict:
-    z = _t(inputs["hat.z"])
+    z = f64(inputs["hat.z"])
     ref = _planar(inputs["hat.u_raw"], inputs["hat.w"], inputs["hat.b"])
     with torch.no_grad():
         x_hat = ref.inverse(z)[0]
     out = {"hat.x": x_hat, "hat.log_det": jacobian_log_det(lambda v: ref.inverse(v)[0], z).detach()}
-    z, u, w, b = (_t(inputs[f"fold.{k}"]) for k in ("z", "u", "w", "b"))
+    z, u, w, b = (f64(inputs[f"fold.{k}"]) for k in ("z", "u", "w", "b"))
 
     def g(v):  # outside the library's reach (w^T u < -1): the grader's own map
         return v + torch.tanh(v @ w + b)[:, None] * u
@@ -168,17 +155,17 @@ def _o_snf(raw: dict) -> OrthogonalSylvester:
     ref = OrthogonalSylvester(*raw["q_raw"].shape).double()
     with torch.no_grad():
         for name, value in raw.items():
-            getattr(ref, name).copy_(_t(value))
+            getattr(ref, name).copy_(f64(value))
     return ref
 
 
 def expect_sylvester_g(inputs: dict) -> dict:
-    z = _t(inputs["o.z"])
+    z = f64(inputs["o.z"])
     ref = _o_snf({k.removeprefix("o.raw."): v for k, v in inputs.items() if k.startswith("o.raw.")})
     with torch.no_grad():
         x = ref.inverse(z)[0]
     out = {"o.x": x, "o.log_det": jacobian_log_det(lambda v: ref.inverse(v)[0], z).detach()}
-    z, Q, R1, R2, b = (_t(inputs[f"wide.{k}"]) for k in ("z", "Q", "R1", "R2", "b"))
+    z, Q, R1, R2, b = (f64(inputs[f"wide.{k}"]) for k in ("z", "Q", "R1", "R2", "b"))
 
     def g(v):  # outside the library's reach (R1_ii R2_ii < -1): the grader's own map
         return v + torch.tanh(v @ Q @ R2.T + b) @ R1.T @ Q.T
@@ -212,8 +199,5 @@ SPEC = AssignmentSpec(
                     "wide.log_det", "wide.log_det", 1, TOL, TOL)),
              forbidden=REFERENCES, messages=NO_DENSE),
     ),
-    # Only the imports: the locked cells plot and run 24 reverse-KL fits.
-    setup_ids=("setup",),
     hidden=REFERENCES,
-    wall_seconds=180,
 )

@@ -1,7 +1,7 @@
 """Verification specs, one module per assignment: ``specs/<assignment_id>.py`` defines ``SPEC``.
 
-A spec is an :class:`~dgm_course.course.verify.AssignmentSpec` listing each graded task of the
-assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
+A spec is an :class:`~dgm_course.course.spec.AssignmentSpec` listing each graded task of the
+assignment's source notebook (see :class:`~dgm_course.course.spec.Task`):
 
 - ``solution_ids`` and ``test_ids``: the nbgrader ``grade_id`` of its solution and test cells; the
   checks' points must add up to the test cells' points (checked against the source notebook);
@@ -19,9 +19,10 @@ assignment's source notebook (see :class:`~dgm_course.course.verify.Task`):
   flows). A removed class or function leaves a stand-in that raises when used, so the set-up
   cells and the library's own modules may still import it.
 
-The course's specs run only the set-up cell (the locked cells after it plot and train), give the
-whole submission ``wall_seconds=180`` and keep :class:`~dgm_course.course.verify.AssignmentSpec`'s
-per-step limits (60 s for the set-up, 10 s per student cell).
+A spec imports :mod:`dgm_course.course.spec` alone (and the library modules its references use).
+The course's specs keep :class:`~dgm_course.course.spec.AssignmentSpec`'s defaults, which are the
+course's convention: only the set-up cell ``setup`` runs (the locked cells after it plot and
+train), 180 s for the whole submission, 60 s for the set-up, 10 s per student cell.
 
 Probes run beside student code and may be fooled; that is harmless, because only the numbers they
 return are graded, and only against values the grader computed itself.
