@@ -40,6 +40,8 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from ._common import LOG_2PI
+
 __all__ = [
     "LatentVariableModel",
     "gaussian_kl",
@@ -56,7 +58,6 @@ __all__ = [
     "log_likelihood",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
 
 
 class LatentVariableModel(Protocol):
@@ -241,8 +242,8 @@ def log_weights(
     elif eps.shape != (K, B, d):
         raise ValueError(f"eps must have shape (K, batch, z_dim) = {(K, B, d)}, got {tuple(eps.shape)}")
     z = reparameterize(mu, log_var, eps)
-    log_q = -0.5 * (eps.pow(2) + log_var + _LOG_2PI).sum(dim=-1)
-    log_p_z = -0.5 * (z.pow(2) + _LOG_2PI).sum(dim=-1)
+    log_q = -0.5 * (eps.pow(2) + log_var + LOG_2PI).sum(dim=-1)
+    log_p_z = -0.5 * (z.pow(2) + LOG_2PI).sum(dim=-1)
     x_k = x.unsqueeze(0).expand(K, *x.shape).reshape(K * B, *x.shape[1:])
     log_p_x_given_z = model.decoder.log_prob(x_k, z.reshape(K * B, d)).reshape(K, B)
     return log_p_x_given_z + log_p_z - log_q

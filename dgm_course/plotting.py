@@ -32,6 +32,7 @@ from matplotlib.patches import Rectangle
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 from torch import Tensor, nn
 
+from ._common import Bounds
 from .train import History
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "sample_grid",
 ]
 
-Bounds = tuple[tuple[float, float], tuple[float, float]]
 LogProb = Callable[[Tensor], Tensor]
 
 

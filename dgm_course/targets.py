@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .flows.base import check_input
+from ._common import LOG_2PI, Bounds, check_count, check_input, check_seed, generator
 
 __all__ = [
     "Bounds",
@@ -67,24 +67,10 @@ __all__ = [
     "reverse_kl_to_truth",
 ]
 
-Bounds = tuple[tuple[float, float], tuple[float, float]]
-_LOG_2PI = math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------------------------------------
 # argument checks
-
-
-def _check_count(n: object, name: str, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
-    return int(n)
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
 
 
 def _check_points(x: Tensor) -> None:
@@ -92,7 +78,7 @@ def _check_points(x: Tensor) -> None:
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_check_seed(seed))
+    return generator(check_seed(seed))  # never the global generator: a seed is required here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +106,7 @@ class KnownDensity(ABC):
     def _sample64(self, n: int, generator: torch.Generator | None) -> Tensor: ...
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
-        n = _check_count(n, "n")
+        n = check_count(n, "n")
         return self._sample64(n, generator).to(dtype or torch.get_default_dtype())
 
     def __repr__(self) -> str:
@@ -161,7 +147,7 @@ class EightGaussians(_AroundACircle):
     def log_prob(self, x: Tensor) -> Tensor:
         _check_points(x)
         d2 = (x[:, None, :] - self._means(x)[None]).pow(2).sum(-1)  # (B, 8)
-        log_n = -d2 / (2 * self.std**2) - _LOG_2PI - 2 * math.log(self.std)
+        log_n = -d2 / (2 * self.std**2) - LOG_2PI - 2 * math.log(self.std)
         return torch.logsumexp(log_n, dim=1) - math.log(8)
 
     def _sample64(self, n, generator):
@@ -193,7 +179,7 @@ class Ring(_AroundACircle):
         rho = x.norm(dim=1)
         s2 = self.std**2
         return (
-            -_LOG_2PI
+            -LOG_2PI
             - math.log(s2)
             - (rho - self.radius).pow(2) / (2 * s2)
             + torch.special.i0e(self.radius * rho / s2).log()
@@ -257,7 +243,7 @@ class TwoMoons(KnownDensity):
         if noise <= 0:
             raise ValueError(f"noise must be positive, got {noise}")
         self.noise = float(noise)
-        self.n_nodes = _check_count(n_nodes, "n_nodes", minimum=2)
+        self.n_nodes = check_count(n_nodes, "n_nodes", minimum=2)
         m = 5 * self.noise
         self.name, self.bounds = "moons", ((-1 - m, 2 + m), (-0.5 - m, 1 + m))
         t, w = np.polynomial.legendre.leggauss(self.n_nodes)  # on [-1, 1]
@@ -281,7 +267,7 @@ class TwoMoons(KnownDensity):
         for xb in x.split(chunk):  # bounds memory at chunk x 2K numbers
             dx, dy = xb[:, :1] - c[:, 0], xb[:, 1:] - c[:, 1]
             out.append(torch.logsumexp(log_w - (dx * dx + dy * dy) / (2 * s2), dim=1))
-        return torch.cat(out) - _LOG_2PI - math.log(s2)
+        return torch.cat(out) - LOG_2PI - math.log(s2)
 
     def _sample64(self, n, generator):
         arc = torch.randint(0, 2, (n,), generator=generator)
@@ -319,7 +305,7 @@ def sample_moons(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> Ten
     """scikit-learn's ``make_moons(n, noise=0.1, random_state=seed)``, raw coordinates."""
     from sklearn.datasets import make_moons
 
-    x, _ = make_moons(_check_count(n, "n"), noise=0.1, random_state=_check_seed(seed))
+    x, _ = make_moons(check_count(n, "n"), noise=0.1, random_state=check_seed(seed))
     return _as(x, dtype)
 
 
@@ -327,7 +313,7 @@ def sample_circles(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> T
     """scikit-learn's ``make_circles(n, noise=0.05, factor=0.5, random_state=seed)``: radii 1 and 0.5."""
     from sklearn.datasets import make_circles
 
-    x, _ = make_circles(_check_count(n, "n"), noise=0.05, factor=0.5, random_state=_check_seed(seed))
+    x, _ = make_circles(check_count(n, "n"), noise=0.05, factor=0.5, random_state=check_seed(seed))
     return _as(x, dtype)
 
 
@@ -336,7 +322,7 @@ def sample_spirals(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> T
     :math:`t = 3\pi\sqrt u`, :math:`u \sim U[0,1]` (denser towards the outside, as in FFJORD's
     "2spirals")."""
     g = _generator(seed)
-    n = _check_count(n, "n")
+    n = check_count(n, "n")
     t = 3 * math.pi * torch.rand(n, generator=g, dtype=torch.float64).sqrt()
     arm = torch.stack([-t * t.cos(), t * t.sin()], dim=1) / 3
     sign = 2.0 * torch.randint(0, 2, (n, 1), generator=g) - 1
@@ -345,17 +331,17 @@ def sample_spirals(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> T
 
 def sample_checkerboard(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> Tensor:
     """Exact draws of :class:`Checkerboard`."""
-    return Checkerboard().sample(_check_count(n, "n"), _generator(seed), dtype or torch.float32)
+    return Checkerboard().sample(check_count(n, "n"), _generator(seed), dtype or torch.float32)
 
 
 def sample_eight_gaussians(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> Tensor:
     """Exact draws of :class:`EightGaussians` (radius 2, std 0.25)."""
-    return EightGaussians().sample(_check_count(n, "n"), _generator(seed), dtype or torch.float32)
+    return EightGaussians().sample(check_count(n, "n"), _generator(seed), dtype or torch.float32)
 
 
 def sample_ring(n: int, seed: int = 0, dtype: torch.dtype | None = None) -> Tensor:
     """Exact draws of :class:`Ring` (radius 2, std 0.2)."""
-    return Ring().sample(_check_count(n, "n"), _generator(seed), dtype or torch.float32)
+    return Ring().sample(check_count(n, "n"), _generator(seed), dtype or torch.float32)
 
 
 _SAMPLERS: dict[str, Callable[..., Tensor]] = {
@@ -380,8 +366,8 @@ def make_dataset(
     """
     if name not in _SAMPLERS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    n_train = _check_count(n_train, "n_train")
-    n_test = _check_count(n_test, "n_test", minimum=0)
+    n_train = check_count(n_train, "n_train")
+    n_test = check_count(n_test, "n_test", minimum=0)
     x = _SAMPLERS[name](n_train + n_test, seed, dtype)
     return x[:n_train].clone(), x[n_train:].clone()
 
@@ -402,7 +388,7 @@ def entropy_estimate(target: KnownDensity, n: int = 100_000, seed: int = 0) -> t
     Draws ``n`` float64 samples of ``target`` under ``seed``; the standard error is
     :math:`\mathrm{std}(\log\pi(x_i)) / \sqrt n` (0 for a density that is constant on its support).
     """
-    x = target.sample(_check_count(n, "n", minimum=2), _generator(seed), torch.float64)
+    x = target.sample(check_count(n, "n", minimum=2), _generator(seed), torch.float64)
     with torch.no_grad():
         mean, stderr = _mean_and_stderr(target.log_prob(x))
     return -mean, stderr
@@ -421,7 +407,7 @@ def kl_to_truth(
     ``model_log_prob`` is evaluated on ``test_x`` as given (its dtype); the truth in float64.
     """
     check_input(test_x, (2,), "test_x")
-    _check_count(test_x.shape[0], "the number of test points", minimum=2)
+    check_count(test_x.shape[0], "the number of test points", minimum=2)
     with torch.no_grad():
         log_pi = target.log_prob(test_x.double())
         if not torch.isfinite(log_pi).all():
@@ -599,7 +585,7 @@ def reverse_kl_to_truth(model, energy: Energy, n: int = 10_000, seed: int = 0) -
     :math:`x = g(z)` under ``seed`` and their :math:`\log q(x)`. The standard error is
     :math:`\mathrm{std}(\log q - \log\tilde\pi) / \sqrt n`; it is 0 exactly when :math:`q = \pi`.
     """
-    n = _check_count(n, "n", minimum=2)
+    n = check_count(n, "n", minimum=2)
     with torch.no_grad():
         x, log_q = model.sample_with_log_prob(n, _generator(seed))
         d = log_q.double() - energy.log_unnormalized(x.double())

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._common import check_count
+
 __all__ = ["History", "NonFiniteLossError", "fit", "fit_forward_kl", "fit_reverse_kl"]
 
 
@@ -62,10 +64,6 @@ class History:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def final_loss(self) -> float:
-        return self.loss[-1]
-
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; ``step`` says when and ``history`` holds the steps before."""
@@ -76,12 +74,6 @@ class NonFiniteLossError(FloatingPointError):
             "clip gradients, or check the data and the target's log-density for inf/NaN)"
         )
         self.step, self.loss, self.history = step, loss, history
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _tqdm_disabled() -> bool:
@@ -113,9 +105,9 @@ def fit(
 
     Returns the :class:`History`. Raises :class:`NonFiniteLossError` on a NaN or infinite loss.
     """
-    steps = _check_positive_int(steps, "steps")
+    steps = check_count(steps, "steps")
     if eval_every is not None:
-        eval_every = _check_positive_int(eval_every, "eval_every")
+        eval_every = check_count(eval_every, "eval_every")
         if eval_fn is None:
             raise ValueError("eval_every needs an eval_fn")
     if clip_grad_norm is not None and not clip_grad_norm > 0:
@@ -185,7 +177,7 @@ def fit_forward_kl(
     """
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (n, ...) with n >= 1, got {getattr(data, 'shape', data)!r}")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_count(batch_size, "batch_size")
 
     def loss_fn(step: int, generator: torch.Generator) -> Tensor:
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=generator.device)
@@ -225,7 +217,7 @@ def fit_reverse_kl(
     through the samples). The loss is :math:`KL(q_\theta\|\pi) - \log Z`; add ``log Z`` to read
     it in nats (``targets.reverse_kl_to_truth``).
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_count(batch_size, "batch_size")
 
     def loss_fn(step: int, generator: torch.Generator) -> Tensor:
         x, log_q = model.sample_with_log_prob(batch_size, generator)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .flows.base import check_input
+from ._common import check_input
 from .objectives import gaussian_kl
 
 __all__ = [

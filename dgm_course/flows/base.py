@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._common import check_input
+
 __all__ = [
     "Flow",
     "Compose",
@@ -37,26 +39,6 @@ __all__ = [
     "check_input",
     "zeros_log_det",
 ]
-
-
-def check_input(x: Tensor, event_shape: Sequence[int] | None, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating tensor of shape ``(batch, *event_shape)``.
-
-    A ``None`` entry of ``event_shape`` accepts any size along that axis (used by convolutional
-    flows whose spatial size is free).
-    """
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not torch.is_floating_point(x):
-        raise ValueError(f"{name} must be a floating tensor (float32 or float64), got dtype {x.dtype}")
-    if event_shape is None:
-        return
-    expected = "(batch, " + ", ".join("*" if d is None else str(d) for d in event_shape) + ")"
-    if x.dim() != 1 + len(event_shape):
-        raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)} (rank {x.dim()})")
-    for got, want in zip(x.shape[1:], event_shape):
-        if want is not None and got != want:
-            raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
 
 
 def zeros_log_det(x: Tensor) -> Tensor:

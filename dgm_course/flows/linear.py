@@ -25,18 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._common import generator
 from .base import Flow, zeros_log_det
 
 __all__ = ["Permutation", "LULinear", "QRLinear", "DenseLinear", "random_orthogonal"]
 
 
-def _generator(seed: int | None) -> torch.Generator | None:
-    return None if seed is None else torch.Generator().manual_seed(seed)
-
-
 def random_orthogonal(D: int, seed: int | None = None) -> Tensor:
     """A Haar-random orthogonal ``(D, D)`` matrix (QR of a Gaussian matrix, signs fixed by R's diagonal)."""
-    A = torch.randn(D, D, generator=_generator(seed))
+    A = torch.randn(D, D, generator=generator(seed))
     Q, R = torch.linalg.qr(A)
     return Q * torch.sign(torch.diagonal(R))  # without the sign fix Q is not uniformly distributed
 
@@ -66,7 +63,7 @@ class Permutation(Flow):
         if isinstance(perm, str):
             if perm not in ("random", "reverse"):
                 raise ValueError(f"perm must be 'random', 'reverse' or a sequence of indices, got {perm!r}")
-            perm = torch.randperm(D, generator=_generator(seed)) if perm == "random" else torch.arange(D - 1, -1, -1)
+            perm = torch.randperm(D, generator=generator(seed)) if perm == "random" else torch.arange(D - 1, -1, -1)
         perm = torch.as_tensor(perm, dtype=torch.long)
         if perm.shape != (D,) or not torch.equal(perm.sort().values, torch.arange(D)):
             raise ValueError(f"perm must be a permutation of 0..{D - 1}, got {perm.tolist()}")
@@ -212,7 +209,7 @@ class QRLinear(_LinearFlow):
         K = D if n_householder is None else n_householder
         if K < 1:
             raise ValueError(f"n_householder must be at least 1, got {K}")
-        self.householder = nn.Parameter(torch.randn(K, D, generator=_generator(seed)))
+        self.householder = nn.Parameter(torch.randn(K, D, generator=generator(seed)))
         self.upper = nn.Parameter(torch.zeros(D, D))
         self.log_r = nn.Parameter(torch.zeros(D))
 
