@@ -232,16 +232,18 @@ def _changed_setup(source: nbformat.NotebookNode, submitted: nbformat.NotebookNo
 
 def _unrestorable_cells(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode) -> str:
     """nbgrader puts a deleted test cell back after the nbgrader cell before it in the source; if
-    that one is gone too (or is not a solution or test cell), nbgrader fails: say so instead."""
-    present = {meta.get("grade_id") for c in submitted.cells
-               if (meta := nbgrader_meta(c)).get("grade") or meta.get("solution")}
-    ordered = [nbgrader_meta(c) for c in source.cells if nbgrader_meta(c)]
+    that one is gone too (or is not a solution or test cell), nbgrader fails: say so instead.
+    Strict on purpose: nbgrader metadata of another shape raises here, and the caller rejects the
+    notebook ("unreadable nbgrader metadata") rather than grading a cell nbgrader may misread."""
+    present = {c.metadata["nbgrader"]["grade_id"] for c in submitted.cells
+               if c.metadata.get("nbgrader", {}).get("grade") or c.metadata.get("nbgrader", {}).get("solution")}
+    ordered = [c for c in source.cells if "nbgrader" in c.metadata]
     written = written_cells(source)  # a deleted written answer comes back empty (_restore_written)
-    for index, meta in enumerate(ordered):
-        gid = meta["grade_id"]
-        if not meta.get("grade") or gid in present or gid in written:
+    for index, cell in enumerate(ordered):
+        gid = cell.metadata["nbgrader"]["grade_id"]
+        if not cell.metadata["nbgrader"].get("grade") or gid in present or gid in written:
             continue
-        before = ordered[index - 1]["grade_id"] if index else None
+        before = ordered[index - 1].metadata["nbgrader"]["grade_id"] if index else None
         if before is not None and before not in present:
             return (f"missing grade cell: the test cell {gid!r} and the cell {before!r} before it were deleted, "
                     f"so nbgrader cannot put the test back; restore both from the release")
