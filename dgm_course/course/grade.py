@@ -1184,7 +1184,7 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
     ``timeout``: the wall-clock limit of one student's in-kernel run (cells also stop after
     nbgrader's ``Execute.timeout``, or ``cell_timeout`` when given); the verifier's limits are
     its spec's. ``workers``: students graded at once (the grades do not depend on it).
-    ``spec``: the :class:`~dgm_course.course.verify.AssignmentSpec` (default: the assignment's,
+    ``spec``: the :class:`~dgm_course.course.spec.AssignmentSpec` (default: the assignment's,
     none: unverified). ``require``: the weakest sandbox level accepted (``None``: any, even none).
     ``cluster``: a Dask scheduler's address, or ``local:N`` (default: ``c.DgmCourseGrade.cluster`` of
     the course's configuration, else ``workers`` threads here; :mod:`dgm_course.course.cluster`).
