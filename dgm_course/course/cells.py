@@ -88,7 +88,7 @@ def read_notebook(nb) -> dict:
 
 @dataclass
 class Cell:
-    """A code cell of a notebook read by :func:`notebook_cells`: its source and nbgrader metadata."""
+    """A cell of a notebook read by :func:`notebook_cells`: its source and nbgrader metadata."""
 
     source: str
     grade_id: str | None
@@ -98,8 +98,9 @@ class Cell:
     points: float
 
 
-def notebook_cells(nb) -> list[Cell]:
-    """The code cells of a notebook with their nbgrader metadata, read defensively.
+def notebook_cells(nb, cell_type: str = "code") -> list[Cell]:
+    """The cells of ``cell_type`` (code, or markdown for written answers) of a notebook with their
+    nbgrader metadata, read defensively.
 
     Anything malformed (a wrong type, an unknown ``schema_version``) counts as "no metadata":
     one bad cell never stops the grading of a batch.
@@ -107,7 +108,7 @@ def notebook_cells(nb) -> list[Cell]:
     cells = []
     raw = nb.get("cells") if isinstance(nb, dict) else None
     for c in raw if isinstance(raw, list) else []:
-        if not isinstance(c, dict) or c.get("cell_type") != "code":
+        if not isinstance(c, dict) or c.get("cell_type") != cell_type:
             continue
         src = c.get("source", "")
         src = "".join(s for s in src if isinstance(s, str)) if isinstance(src, list) else src

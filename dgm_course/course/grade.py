@@ -67,8 +67,8 @@ from pathlib import Path
 import nbformat
 
 from . import gradebook, roster, sandbox, verify
-from .cells import (MAX_NOTEBOOK_BYTES, grade_cells, is_setup_cell, nbgrader_meta, notebook_cells, task_name,
-                    written_cells)
+from .cells import (MAX_NOTEBOOK_BYTES, grade_cells, is_setup_cell, nbgrader_meta, notebook_cells, read_notebook,
+                    task_name, written_cells)
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .report import LEADING, TRAILING
@@ -692,10 +692,12 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
     """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
     seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key, nonce=batch.nonce)
     error: Exception | None = None
-    for _ in range(2):  # a sandbox that did not start on a loaded machine may start the next time
+    # Tried twice: a trusted set-up cell that failed on a loaded machine (an import past its time)
+    # may pass the next time; the sandbox already tries its own start again (sandbox.run).
+    for _ in range(2):
         try:
             verdicts = verify.verify_submission(batch.spec, result.notebook, batch.source_path, seed=seed,
-                                         require=batch.require)
+                                                require=batch.require)
             break
         except (SpecError, verify.SetupError, SandboxError) as exc:
             error = exc
@@ -726,17 +728,12 @@ def _written_answers(notebook: Path | None, ids: Iterable[str]) -> dict[str, boo
     """
     answered = dict.fromkeys(ids, False)
     try:
-        cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
-    except (OSError, TypeError, ValueError, AttributeError):
+        cells = notebook_cells(read_notebook(notebook), cell_type="markdown")
+    except (OSError, TypeError, ValueError):
         return answered
-    for cell in cells if isinstance(cells, list) else []:
-        meta = cell.get("metadata") if isinstance(cell, dict) else None
-        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
-        gid = meta.get("grade_id") if isinstance(meta, dict) else None
-        if gid in answered and cell.get("cell_type") == "markdown":
-            text = cell.get("source", "")
-            text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else text
-            answered[gid] = isinstance(text, str) and text.strip() not in ("", STUB)
+    for cell in cells:
+        if cell.grade_id in answered:
+            answered[cell.grade_id] = cell.source.strip() not in ("", STUB)
     return answered
 
 
