@@ -96,6 +96,8 @@ class _SetupFailed(SandboxError):
 
 _SETUP_TRIES = (0.0, 1.0, 4.0)  # seconds to wait before each try: a start that failed on a loaded
 # machine ('unshare: sigprocmask unblock failed', a launcher killed during set-up) usually works later
+_wait_before_try = time.sleep  # its own name, so a test can replace it without replacing time.sleep for
+# the whole process (subprocess's waits and every other thread sleep through time.sleep too)
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ def _run(mode, argv, limits, job, readonly, hide, env, watch=None, loopback=Fals
     """One run; a set-up that failed is tried again (it ran nothing of the run, read no stdout and
     sent nothing from ``outbox``), up to ``len(_SETUP_TRIES)`` times."""
     for wait in _SETUP_TRIES:
-        time.sleep(wait)
+        _wait_before_try(wait)
         host_scratch = tempfile.mkdtemp(prefix="dgm-sandbox-")
         try:
             if mode == "none":

@@ -369,7 +369,7 @@ def test_a_setup_that_failed_is_tried_again_and_a_lasting_failure_is_reported(mo
         return real(*args)
 
     monkeypatch.setattr(sandbox, "_run_plain", flaky)
-    monkeypatch.setattr(sandbox.time, "sleep", waits.append)
+    monkeypatch.setattr(sandbox, "_wait_before_try", waits.append)
     r = py("print('ran once')", isolation="none")
     assert (r.stdout, len(calls), waits) == (b"ran once\n", 3, [0.0, 1.0, 4.0])
 
