@@ -22,20 +22,11 @@ import inspect
 import threading
 from dataclasses import dataclass
 
+from .sandboxed.worker import strip_magics  # the worker runs cells so; read them the same way
 from .spec import Task
 
 __all__ = ["Bindings", "UnreadableCell", "forbidden_among", "imports", "names_by_cell", "parse", "reached",
            "reference_use", "resolve", "strip_magics", "student_tree", "used_names"]
-
-
-def strip_magics(src: str) -> str:
-    """Plain Python from a cell: IPython magics and shell escapes (``%...``, ``!...``) become ``pass``."""
-    import re
-
-    lines = src.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):
-        lines = lines[1:]
-    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in lines)
 
 
 # CPython 3.11 keeps ast's recursion depth per interpreter, not per thread: two threads building

@@ -24,7 +24,7 @@ the worker, whose files come back to the grading process):
    :data:`MAX_JSON_DEPTH`), is a valid notebook, no test cell is missing that nbgrader cannot put
    back, and every set-up cell is the release's; else the row says why (``rejected``: the
    student's to fix, never the grader's).
-2. **In-kernel run**: nbgrader's own autograde, inside :mod:`dgm_course.course.sandbox` (its own
+2. **In-kernel run**: nbgrader's own autograde (``sandboxed/autograde.py``), inside :mod:`dgm_course.course.sandbox` (its own
    namespaces and root, no view of the course, the gradebook or other submissions, memory and
    wall-clock limits), against a fresh copy of the assignment's gradebook that holds no student;
    the notebook's kernel may not start processes. It gives the cell outputs of the feedback and
@@ -34,7 +34,7 @@ the worker, whose files come back to the grading process):
    Its score is the final one; a task whose in-kernel score differs is flagged with the reason.
    An assignment without a spec keeps its in-kernel score and is marked unverified.
 4. **Feedback**: nbgrader renders the feedback page of the autograded notebook with the final
-   scores in a second, fresh sandbox (:func:`_feedback_main`): the kernel of the in-kernel run
+   scores in a second, fresh sandbox (``sandboxed/feedback.py``): the kernel of the in-kernel run
    could write its home and plant templates or configuration there, so nothing of that run but the
    notebook and plain values goes on, and Jupyter's paths are read-only and the grader's. A section
    lists each task's verified result; where nbgrader cannot make a page, a page of our own says why.
@@ -50,7 +50,6 @@ from __future__ import annotations
 import csv
 import functools
 import html
-import inspect
 import json
 import math
 import os
@@ -66,13 +65,14 @@ from pathlib import Path
 
 import nbformat
 
-from . import gradebook, roster, sandbox, verify
+from . import gradebook, roster, sandbox, sandboxed, verify
 from .cells import (MAX_NOTEBOOK_BYTES, grade_cells, is_setup_cell, nbgrader_meta, notebook_cells, read_notebook,
                     task_name, written_cells)
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .report import LEADING, TRAILING
 from .sandbox import Limits, SandboxError
+from .sandboxed import protocol
 from .spec import SpecError, grading_seed
 from .verify import flag_verdicts
 
@@ -93,7 +93,7 @@ _RUNS_FILE = "grading_runs.jsonl"  # each run's nonce, with the grades: what rep
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # unrolled: linear, fast on 20 MiB
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
-_HEAD_BYTES = 1 << 20  # the in-kernel run's report line
+_HEAD_BYTES = 1 << 20  # the head line of the in-kernel and feedback runs (nbgrader's log is in it)
 CLUSTER_CONFIG = ("DgmCourseGrade", "cluster")  # c.DgmCourseGrade.cluster in nbgrader_config.py: --cluster's default
 
 
@@ -353,142 +353,6 @@ class _Batch:
 # The in-kernel run: nbgrader's autograde of one student in the sandbox
 
 
-def _inkernel_main() -> None:  # pragma: no cover - runs in the sandbox; only its source is shipped
-    """Autograde one submission with nbgrader. Writes a JSON head line (the in-kernel scores and
-    nbgrader's comments, as plain values) and the autograded notebook. The feedback page is made
-    by another run (:func:`_feedback_main`): this one's files are the kernel's to write."""
-    import ctypes
-    import json
-    import os
-    import shutil
-    import sys
-
-    job = os.environ["AUTOGRADE_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        cfg = json.load(fh)
-    # Not dumpable: the kernel runs as the same user but can neither ptrace this process nor
-    # open its file descriptors (the result channel below) through /proc.
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    home = os.environ["HOME"]
-    root = os.path.join(home, "course")
-    shutil.copytree(os.path.join(job, "course"), root)
-    if os.path.isdir(os.path.join(job, "mpl")):  # matplotlib's font list: no font scan in every run
-        shutil.copytree(os.path.join(job, "mpl"), os.environ["MPLCONFIGDIR"], dirs_exist_ok=True)
-    # The notebook's kernel: this interpreter, started through a launcher that forbids new processes.
-    kernels = os.path.join(home, "jupyter", "kernels", cfg["kernel_name"])
-    os.makedirs(kernels)
-    with open(os.path.join(kernels, "kernel.json"), "w") as fh:
-        json.dump({"argv": [sys.executable, os.path.join(job, "kernel.py"), "-f", "{connection_file}"],
-                   "display_name": cfg["kernel_name"], "language": "python",
-                   "metadata": {"supported_encryption": ["curve"]}}, fh)  # no plain-TCP warning
-    os.environ["JUPYTER_PATH"] = os.path.join(home, "jupyter")
-
-    from nbgrader.api import Gradebook
-    from nbgrader.apps.api import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
-
-    aid, sid = cfg["assignment_id"], cfg["student_id"]
-    head = {"autograded": False, "error": "", "log": "", "scores": {}, "needs_manual": [], "comments": {},
-            "notebook_bytes": 0}
-    notebook = b""
-    try:
-        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-        config.CourseDirectory.root = root
-        # Its own copy of the gradebook, whatever server the course's configuration names.
-        config.CourseDirectory.db_url = f"sqlite:///{root}/gradebook.db"
-        for key, value in cfg["config"].items():
-            section, trait = key.split(".")
-            config[section][trait] = value
-        api = NbGraderAPI(config=config)
-        result = api.autograde(aid, sid)
-        head["log"] = (result.get("log", "") + result.get("error", ""))[-100_000:]
-        if result["success"]:
-            with Gradebook(f"sqlite:///{root}/gradebook.db", cfg["course_id"]) as gb:
-                submission = gb.find_submission_notebook(aid, aid, sid)
-                head["scores"] = {g.name: float(g.auto_score or 0.0) for g in submission.grades}  # never manual
-                head["needs_manual"] = [g.name for g in submission.grades if g.needs_manual_grade]
-                head["comments"] = {c.name: c.auto_comment for c in submission.comments if c.auto_comment}
-            with open(os.path.join(root, "autograded", sid, aid, f"{aid}.ipynb"), "rb") as fh:
-                notebook = fh.read()
-            head["autograded"] = True
-    except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
-        head["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    head["notebook_bytes"] = len(notebook)
-    results.write(json.dumps(head).encode() + b"\n" + notebook)
-    results.close()
-    os._exit(0)
-
-
-def _feedback_main() -> None:  # pragma: no cover - runs in a sandbox of its own
-    """nbgrader's feedback page of one autograded notebook, in a fresh sandbox: the assignment's
-    gradebook before any student with this student's final scores (and nbgrader's comments) written
-    in, the course's configuration, and templates and Jupyter folders only from read-only places
-    (the job folder and the installation): nothing the student's kernel wrote is here. Writes a
-    JSON head line and the page."""
-    import json
-    import os
-    import shutil
-
-    job = os.environ["FEEDBACK_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        cfg = json.load(fh)
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    root = os.path.join(os.environ["HOME"], "course")
-    shutil.copytree(os.path.join(job, "course"), root)
-
-    from nbgrader.api import Gradebook
-    from nbgrader.apps.api import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
-
-    aid, sid = cfg["assignment_id"], cfg["student_id"]
-    head = {"error": "", "log": "", "feedback_bytes": 0}
-    page = b""
-    try:
-        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-        config.CourseDirectory.root = root
-        config.CourseDirectory.db_url = f"sqlite:///{root}/gradebook.db"
-        with Gradebook(config.CourseDirectory.db_url, cfg["course_id"]) as gb:
-            gb.update_or_create_student(sid)
-            gb.update_or_create_submission(aid, sid)
-            submission = gb.find_submission_notebook(aid, aid, sid)
-            for g in submission.grades:
-                g.auto_score, g.manual_score = cfg["scores"].get(g.name, 0.0), None
-                g.needs_manual_grade = g.name in cfg["needs_manual"]
-            for c in submission.comments:
-                c.auto_comment = cfg["comments"].get(c.name)
-            gb.db.commit()
-        result = NbGraderAPI(config=config).generate_feedback(aid, sid)
-        head["log"] = (result.get("log", "") + result.get("error", ""))[-100_000:]
-        if result["success"]:
-            with open(os.path.join(root, "feedback", sid, aid, f"{aid}.html"), "rb") as fh:
-                page = fh.read()
-    except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
-        head["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    head["feedback_bytes"] = len(page)
-    results.write(json.dumps(head).encode() + b"\n" + page)
-    results.close()
-    os._exit(0)
-
-
-def _kernel_main() -> None:  # pragma: no cover - the notebook's kernel in the sandbox
-    """Forbid new processes (the sandbox's seccomp filter), then be an ordinary IPython kernel."""
-    import importlib.util
-    import os
-    import runpy
-    import sys
-
-    spec = importlib.util.spec_from_file_location("_sandbox", os.path.join(os.environ["AUTOGRADE_JOB"], "sandbox.py"))
-    tools = sys.modules["_sandbox"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tools)
-    tools._forbid_fork(tools._libc()[1])
-    del sys.modules["_sandbox"], spec, tools
-    sys.argv[0] = "ipykernel_launcher"
-    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
-
-
 @functools.cache
 def _matplotlib_cache() -> Path | None:
     """The grader's matplotlib font list (built on first use), if matplotlib is there."""
@@ -519,9 +383,7 @@ def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Pa
     kernel = batch.source.metadata.get("kernelspec", {}).get("name", "python3")
     (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id, "config": config,
                                               "course_id": batch.course_id, "kernel_name": kernel}))
-    (job / "runner.py").write_text(inspect.getsource(_inkernel_main) + "\n\n_inkernel_main()\n")
-    (job / "kernel.py").write_text(inspect.getsource(_kernel_main) + "\n\n_kernel_main()\n")
-    shutil.copy(sandbox.__file__, job / "sandbox.py")
+    sandboxed.install(job, "autograde", "nofork_kernel")
     verify._worker_library(job / "lib", ())  # the whole library: hidden tests import its references
     fonts = _matplotlib_cache()
     if fonts is not None:
@@ -561,7 +423,7 @@ def _write_feedback_job(job: Path, batch: _Batch, student_id: str, notebook: byt
     (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id,
                                               "course_id": batch.course_id, "scores": scores,
                                               "needs_manual": manual, "comments": report["comments"]}))
-    (job / "runner.py").write_text(inspect.getsource(_feedback_main) + "\n\n_feedback_main()\n")
+    sandboxed.install(job, "feedback")
     _readable(job)
 
 
@@ -575,7 +437,7 @@ def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, repo
         _write_feedback_job(job, batch, sid, notebook, report, result.scores)
         env = {"FEEDBACK_JOB": "{job}", "TQDM_DISABLE": "1",
                **{name: "{job}/" + folder for name, folder in _JUPYTER_DIRS.items()}}
-        run = sandbox.run([sys.executable, "{job}/runner.py"], _FEEDBACK_LIMITS, job, env=env,
+        run = sandbox.run([sys.executable, "{job}/feedback.py"], _FEEDBACK_LIMITS, job, env=env,
                           hide=[str(verify.LIBRARY)], require=batch.require)
     finally:
         shutil.rmtree(job, ignore_errors=True)
@@ -590,16 +452,8 @@ def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, repo
 
 
 def _read_page(stdout: bytes) -> tuple[dict, bytes]:
-    """The feedback run's head line and page."""
-    newline = stdout.find(b"\n", 0, _HEAD_BYTES)
-    if newline < 0:
-        raise ValueError("no report")
-    head = json.loads(stdout[:newline])
-    m = head["feedback_bytes"]
-    page = stdout[newline + 1: newline + 1 + m] if type(m) is int and m >= 0 else b""
-    if len(page) != m:
-        raise ValueError("truncated report")
-    return head, page
+    """The feedback run's head and page."""
+    return protocol.read_frame(stdout, _HEAD_BYTES)
 
 
 def _inkernel_limits(timeout: float) -> Limits:
@@ -618,16 +472,7 @@ def _error_line(text: str) -> str:
 def _read_report(stdout: bytes, max_scores: dict[str, float]) -> tuple[dict, bytes]:
     """The run's head line and autograded notebook, as plain values: unknown cells and impossible
     scores go."""
-    newline = stdout.find(b"\n", 0, _HEAD_BYTES)
-    if newline < 0:
-        raise ValueError("no report")
-    head = json.loads(stdout[:newline])
-    n = head["notebook_bytes"]
-    if type(n) is not int or n < 0:
-        raise ValueError("no notebook size")
-    notebook = stdout[newline + 1: newline + 1 + n]
-    if len(notebook) != n:
-        raise ValueError("truncated report")
+    head, notebook = protocol.read_frame(stdout, _HEAD_BYTES)
     scores = {}
     for gid, points in dict(head.get("scores", {})).items():
         if gid in max_scores and isinstance(points, (int, float)) and math.isfinite(points):
@@ -649,7 +494,7 @@ def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> tup
         env = {"AUTOGRADE_JOB": "{job}", "PYTHONPATH": "{job}/lib", "TQDM_DISABLE": "1",
                "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-        run = sandbox.run([sys.executable, "{job}/runner.py"], _inkernel_limits(batch.timeout), job, env=env,
+        run = sandbox.run([sys.executable, "{job}/autograde.py"], _inkernel_limits(batch.timeout), job, env=env,
                           hide=[str(verify.LIBRARY)], require=batch.require, loopback=True)
     finally:
         shutil.rmtree(job, ignore_errors=True)

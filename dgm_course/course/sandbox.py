@@ -76,6 +76,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    from .sandboxed import seccomp
+except ImportError:  # run as the launcher script (python -I: its own folder is not on sys.path)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandboxed"))
+    import seccomp
+
 __all__ = ["Limits", "SandboxResult", "SandboxError", "run", "available_isolation", "JOB_DIR", "ISOLATION_ORDER"]
 
 JOB_DIR = "/job"  # where the read-only job folder appears inside the namespace
@@ -111,7 +117,7 @@ class Limits:
     scratch_mb: int = 256  # size of the scratch tmpfs
     nofile: int = 256
     nproc: int = 256  # threads (and processes, where allowed) of the worker's user
-    fork: bool = False  # allow child processes (off: threads only, see _forbid_fork)
+    fork: bool = False  # allow child processes (off: threads only, see sandboxed/seccomp.py)
     stdout_bytes: int = 64 << 20
     stderr_bytes: int = 1 << 20
 
@@ -283,7 +289,7 @@ def _run_plain(argv, limits, job, env, scratch, watch, outbox) -> SandboxResult:
             resource.setrlimit(getattr(resource, name), (value, value))
         if not limits.fork:
             _check(libc.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-            _forbid_fork(libc)
+            seccomp.forbid_new_processes(libc)
 
     proc = subprocess.Popen(_subst(argv, job), cwd=scratch, env=full_env, stdin=_stdin(outbox),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -532,83 +538,19 @@ def _run_uid() -> int:
     return 0x30000 + secrets.randbelow(0x10000)
 
 
-# seccomp: refuse fork, vfork and clone without CLONE_THREAD (threads stay allowed); clone3 says
-# ENOSYS so that libc falls back to clone. Refuse too what would let a process leave the run or
-# reach another one: a session or process group of its own (setsid, setpgid), new or other
-# namespaces (unshare, setns), tracing and reading other processes (ptrace, process_vm_readv,
-# process_vm_writev), and clearing its parent-death signal (prctl(PR_SET_PDEATHSIG, ...); every
-# other prctl stays allowed). A 32-bit or x32 system call is refused too.
-_SECCOMP_ARCH = {"x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "prctl": 157},
-                            {"setsid": 112, "setpgid": 109, "unshare": 272, "setns": 308, "ptrace": 101,
-                             "process_vm_readv": 310, "process_vm_writev": 311}),
-                 "aarch64": (0xC00000B7, {"clone": 220, "prctl": 167},
-                             {"setsid": 157, "setpgid": 154, "unshare": 97, "setns": 268, "ptrace": 117,
-                              "process_vm_readv": 270, "process_vm_writev": 271})}
-_PR_SET_PDEATHSIG = 1
-
-
-def _seccomp_program(arch: tuple[int, dict[str, int], dict[str, int]]) -> list[tuple[int, int, int, int]]:
-    """The classic-BPF filter for one architecture: ``(code, jt, jf, k)`` instructions."""
-    import errno
-
-    audit, nrs, refused = arch
-    allow, kill = 0x7FFF0000, 0x80000000
-    eperm, enosys = 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
-    ld, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, kill), (ld, 0, 0, 0),
-            (jge, 0, 1, 0x40000000), (ret, 0, 0, eperm),  # x32 system calls
-            (jeq, 0, 1, 435), (ret, 0, 0, enosys)]  # clone3
-    for name in ("fork", "vfork"):
-        if name in nrs:
-            prog += [(jeq, 0, 1, nrs[name]), (ret, 0, 0, eperm)]
-    for nr in refused.values():
-        prog += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
-    # prctl: the option is an int, the low half of the first argument (offset 16, little-endian)
-    prog += [(jeq, 0, 4, nrs["prctl"]), (ld, 0, 0, 16), (jeq, 0, 1, _PR_SET_PDEATHSIG), (ret, 0, 0, eperm),
-             (ret, 0, 0, allow)]
-    prog += [(jeq, 0, 3, nrs["clone"]), (ld, 0, 0, 16), (jset, 1, 0, 0x00010000),  # CLONE_THREAD
-             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
-    return prog
-
-
-def _forbid_fork(libc) -> None:
-    """Install the seccomp filter (see :data:`_SECCOMP_ARCH`); without one for this machine,
-    RLIMIT_NPROC alone bounds forks."""
-    import ctypes
-    import struct
-
-    arch = _SECCOMP_ARCH.get(platform.machine())
-    if arch is None:
-        return
-    prog = _seccomp_program(arch)
-    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(raw)
-
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = Prog(len(prog), ctypes.addressof(buf))
-    _check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(SECCOMP)")  # SECCOMP_MODE_FILTER
-
-
 _MS = {"RDONLY": 1, "NOSUID": 2, "NODEV": 4, "NOEXEC": 8, "REMOUNT": 32, "NOATIME": 1024, "NODIRATIME": 2048,
        "BIND": 4096, "REC": 16384, "PRIVATE": 1 << 18, "RELATIME": 1 << 21}
 _PIVOT_ROOT_NR = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217, "i686": 217}
 
 
 def _libc():
-    """The C library's functions through the interpreter's own symbols (no ``ldconfig`` lookup)."""
+    """ctypes and the C library (:func:`seccomp.libc`)."""
     import ctypes
 
-    return ctypes, ctypes.CDLL(None, use_errno=True)
+    return ctypes, seccomp.libc()
 
 
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+_check = seccomp.check
 
 
 def _mount(src, target, fstype, flags, data=None) -> None:
@@ -750,7 +692,7 @@ def _launch(config: dict, status_fd: int) -> None:
     for name, value in config["rlimits"]:
         resource.setrlimit(getattr(resource, name), (value, value))
     if not config["fork"]:
-        _forbid_fork(libc)
+        seccomp.forbid_new_processes(libc)
     os.write(status_fd, _SETUP_OK)
     os.execve(config["argv"][0], config["argv"], config["env"])
 

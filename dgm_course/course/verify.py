@@ -84,7 +84,9 @@ import torch
 
 from . import sandbox
 from .cells import Cell, is_setup_cell, notebook_cells, read_notebook
-from .forbidden import UnreadableCell, names_by_cell, parse, reference_use, resolve, strip_magics
+from .forbidden import UnreadableCell, names_by_cell, parse, reference_use, resolve
+from .sandboxed import install, protocol
+from .sandboxed.worker import NOT_NUMBERS
 from .spec import AssignmentSpec, Check, SpecError, Task, TaskVerdict, grading_seed
 
 __all__ = [
@@ -211,115 +213,7 @@ def _check_spec(spec: AssignmentSpec, source: list[Cell]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The worker (runs inside the sandbox; only this function's source is shipped)
-
-
-def _worker_main() -> None:  # pragma: no cover - runs in the sandbox
-    """Run the cells, then each task's probe on inputs the parent sends only when asked.
-
-    The job folder holds the cells and the probes' sources, nothing that tells the probes apart:
-    after the cells ran, the worker announces each task on the result channel and reads that
-    task's inputs (and the seed of its generators) from stdin, which the parent writes only
-    then. Errors go back as plain fields (the builtin base class, the cell and line, the
-    message); the parent decides which of them may reach feedback.
-    """
-    import builtins
-    import io
-    import json
-    import os
-    import sys
-    import traceback
-    import types
-
-    job = os.environ["VERIFY_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        config = json.load(fh)
-    skip = json.loads(sys.argv[1])
-    sys.path[:] = [os.path.join(job, "lib"), *config["sys_path"]]
-    results = os.fdopen(os.dup(1), "wb")  # the result channel; student output goes to stderr
-    requests = os.fdopen(os.dup(0), "rb")  # the parent's answers; stdin itself becomes /dev/null
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
-    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
-    sys.stdin = io.TextIOWrapper(os.fdopen(0, "rb"))
-
-    import numpy as np
-
-    def emit(event, payload=b""):
-        head = json.dumps({**event, "nbytes": len(payload)}).encode()
-        results.write(head + b"\n" + payload)
-        results.flush()
-
-    def describe(exc):
-        try:
-            base = next(c for c in type(exc).__mro__ if c.__module__ == "builtins").__name__
-        except BaseException:  # noqa: BLE001 - a student's class may break even this
-            base = "BaseException"
-        if isinstance(exc, SyntaxError):
-            where = (str(exc.filename), exc.lineno)
-        else:
-            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
-            where = (frames[-1].filename, frames[-1].lineno) if frames else (None, None)
-        try:
-            text = str(exc)[:300]
-        except BaseException:  # noqa: BLE001 - a student's exception may not even print
-            text = ""
-        return {"type": base, "cell": where[0], "line": where[1], "message": text}
-
-    class Names(dict):  # what a probe sees: a missing name reads as in a notebook
-        def __missing__(self, key):
-            raise NameError(f"name {key!r} is not defined")
-
-    main = types.ModuleType("__main__")
-    main.__dict__["__builtins__"] = builtins
-    sys.modules["__main__"] = main
-    ns = main.__dict__
-    for i, (kind, label, _tasks, src) in enumerate(config["cells"]):
-        if i in skip["cells"]:
-            continue
-        emit({"event": "start", "step": f"cell:{i}"})
-        error = None
-        try:
-            exec(compile(strip_magics(src), f"<cell {label}>", "exec"), ns)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
-            error = describe(exc)
-        sys.stdout.flush()
-        emit({"event": "end", "step": f"cell:{i}", "error": error})
-    for t in config["tasks"]:
-        if t["task_id"] in skip["tasks"]:
-            continue
-        emit({"event": "start", "step": f"task:{t['task_id']}"})  # the parent answers on stdin
-        head = json.loads(requests.readline(65536))
-        data = requests.read(int(head["nbytes"]))
-        error, payload = None, b""
-        try:
-            if "torch" in sys.modules:
-                sys.modules["torch"].manual_seed(head["rng"])
-            np.random.seed(head["rng"] % 2**32)
-            with np.load(io.BytesIO(data), allow_pickle=False) as f:
-                inputs = {k: f[k] for k in f.files}
-            del head, data
-            probe_ns = {"__name__": "probe"}
-            exec(compile(t["probe_source"], "<probe>", "exec"), probe_ns)
-            out = probe_ns[t["probe_name"]](Names(ns), inputs)
-            arrays = {}
-            for k, v in dict(out).items():
-                if type(v).__module__.startswith("torch") and hasattr(v, "detach"):
-                    v = v.detach().cpu().numpy()
-                if isinstance(v, (bool, int, float)):
-                    v = np.asarray(v)
-                if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf":
-                    raise TypeError(NOT_NUMBERS)
-                arrays[k] = np.ascontiguousarray(v)
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            payload = buf.getvalue()
-        except BaseException as exc:  # noqa: BLE001
-            error = describe(exc)
-        sys.stdout.flush()
-        emit({"event": "end", "step": f"task:{t['task_id']}", "error": error}, payload)
-    results.close()
-    os._exit(0)  # no atexit handlers registered by student code
+# The worker's result channel (the worker itself: sandboxed/worker.py)
 
 
 class _Events:
@@ -350,30 +244,27 @@ class _Events:
         self.buf += chunk
         deadline = None
         while not self.broken:
-            nl = self.buf.find(b"\n", 0, 65536)
-            if nl < 0:
-                if len(self.buf) >= 65536:
-                    self.broken = True
-                    return 0.0
-                break
             try:
-                head = json.loads(self.buf[:nl])
-                n, step, kind = head["nbytes"], head["step"], head["event"]
+                split = protocol.split_head(self.buf)
+                if split is None:
+                    break
+                head, start, n = split
+                step, kind = head["step"], head["event"]
                 if kind == "start":
                     in_order = self.started is None and self.next < len(self.order) and step == self.order[self.next]
                 else:
                     in_order = kind == "end" and step == self.started
-                if not in_order or type(n) is not int or n < 0:
+                if not in_order:
                     raise ValueError(step)
             except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: a line nested deep
                 # Forged, out of order or garbled: what came before still counts, and the run
                 # ends now (a deadline of 0): a worker waiting for inputs would wait in vain.
                 self.broken = True
                 return 0.0
-            if len(self.buf) < nl + 1 + n:
+            if len(self.buf) < start + n:
                 break
-            payload = bytes(self.buf[nl + 1: nl + 1 + n])
-            del self.buf[: nl + 1 + n]
+            payload = bytes(self.buf[start: start + n])
+            del self.buf[: start + n]
             if kind == "start":
                 self.started = step
                 self.next += 1
@@ -539,15 +430,13 @@ def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
     rng = int.from_bytes(hashlib.sha256(f"worker\0{task_seed}".encode()).digest()[:8], "little") % 2**63
     buf = io.BytesIO()
     np.savez(buf, **inputs)
-    return inputs, json.dumps({"nbytes": len(buf.getvalue()), "rng": rng}).encode() + b"\n" + buf.getvalue()
+    return inputs, protocol.frame({"rng": rng}, buf.getvalue())
 
 
 def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
     """The worker's files: its code, the cells, the probes' sources and the library; no seed, no
     input, no reference (those stay in the parent, see :class:`_Events`)."""
-    parts = (inspect.getsource(f) for f in (strip_magics, _worker_main))
-    worker = "\n\n".join([f"NOT_NUMBERS = {NOT_NUMBERS!r}", *parts, "_worker_main()\n"])
-    (job / "worker.py").write_text(worker)
+    install(job, "worker")
     tasks = [{"task_id": t.task_id, "probe_source": textwrap.dedent(inspect.getsource(t.probe)),
               "probe_name": t.probe.__name__} for t in spec.tasks]
     cells = [[kind, label, tids, src] for kind, label, tids, src in program]
@@ -566,9 +455,8 @@ def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 
 # What the worker may say about a failure reaches feedback only through this fixed vocabulary
-# (see :func:`_describe`): a student's message text never does, so no message can carry out what
-# student code read in the worker.
-NOT_NUMBERS = "expected a tensor of numbers, got an object of another kind"
+# (see :func:`_describe`, and the worker's own NOT_NUMBERS): a student's message text never does,
+# so no message can carry out what student code read in the worker.
 _HIDDEN_NAME = re.compile(r"[\w.]+" + re.escape(_UNAVAILABLE))
 _BUILTIN_EXCEPTIONS = frozenset(name for name, obj in vars(builtins).items()
                                 if isinstance(obj, type) and issubclass(obj, BaseException))

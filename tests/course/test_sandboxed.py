@@ -1,0 +1,126 @@
+"""The programs that run inside the sandbox (dgm_course/course/sandboxed): the rule their files
+keep, the one framing of every result channel, and the seccomp helper used on its own."""
+
+from __future__ import annotations
+
+import ast
+import io
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dgm_course.course import sandboxed
+from dgm_course.course.sandboxed import protocol
+
+FILES = sorted(p for p in sandboxed.HERE.glob("*.py") if p.name != "__init__.py")
+
+
+def _top_level_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """(module, relative level) of every import outside a function or class, try blocks included."""
+    found, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found += [(node.module or alias.name, node.level) for alias in node.names]
+        elif isinstance(node, (ast.If, ast.Try)):
+            todo += [*node.body, *node.orelse, *getattr(node, "finalbody", []),
+                     *(s for h in getattr(node, "handlers", []) for s in h.body)]
+    return found
+
+
+def test_every_program_of_the_folder_is_an_entry_point_or_a_module_they_share():
+    assert {p.stem for p in FILES} == set(sandboxed.ENTRY_POINTS + sandboxed.MODULES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_a_program_imports_only_the_standard_library_and_its_folder_at_its_top(path):
+    # A run sets its process up before anything else is imported (the worker its sys.path, the
+    # kernel its filter): third-party imports belong inside main().
+    siblings = set(sandboxed.MODULES)
+    for module, level in _top_level_imports(ast.parse(path.read_text())):
+        top = module.split(".")[0]
+        assert top in sys.stdlib_module_names or top == "__future__" or top in siblings, (path.name, module)
+        assert level in (0, 1), (path.name, module)
+
+
+@pytest.mark.parametrize("name", sandboxed.ENTRY_POINTS)
+def test_an_entry_point_does_its_work_in_main_only_when_run_as_a_script(name):
+    tree = ast.parse((sandboxed.HERE / f"{name}.py").read_text())
+    last = tree.body[-1]
+    assert isinstance(last, ast.If) and ast.unparse(last.test) == "__name__ == '__main__'"
+    assert ast.unparse(last.body[0]) == "main()"
+
+
+def test_install_copies_the_entry_points_asked_for_and_the_shared_modules(tmp_path):
+    sandboxed.install(tmp_path, "worker")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["protocol.py", "seccomp.py", "worker.py"]
+    assert (tmp_path / "worker.py").read_bytes() == (sandboxed.HERE / "worker.py").read_bytes()
+    with pytest.raises(ValueError, match="not a program of the sandbox"):
+        sandboxed.install(tmp_path, "../grade")
+
+
+def test_a_frame_reads_back_whole_and_from_a_stream():
+    data = protocol.frame({"event": "end", "error": None}, b"\x00payload\n") + protocol.frame({"n": 2})
+    head, payload = protocol.read_frame(data)
+    assert (head, payload) == ({"event": "end", "error": None, "nbytes": 9}, b"\x00payload\n")
+    stream = io.BytesIO(data)
+    assert protocol.read_from(stream) == (head, payload)
+    assert protocol.read_from(stream) == ({"n": 2, "nbytes": 0}, b"")
+    with pytest.raises(ValueError, match="inside a head line"):
+        protocol.read_from(stream)
+
+
+def test_a_head_waits_for_its_line_and_a_frame_for_its_payload():
+    data = protocol.frame({"step": "a"}, b"12345")
+    assert protocol.split_head(data[:5]) is None
+    head, start, size = protocol.split_head(data[:-2])  # the head is whole: the payload may follow
+    assert (head["step"], data[start:], size) == ("a", b"12345", 5)
+    with pytest.raises(ValueError, match="truncated"):
+        protocol.read_frame(data[:-2])
+
+
+@pytest.mark.parametrize("line", [b'{"nbytes": 1e400}', b'{"nbytes": NaN}', b'{"nbytes": 1.5}', b'{"nbytes": -1}',
+                                  b'{"nbytes": "3"}', b'{"step": "a"}', b'[1, 2]', b'"nbytes"', b"not json"])
+def test_a_head_without_a_plain_payload_size_is_not_a_frame(line):
+    with pytest.raises(ValueError):
+        protocol.split_head(line + b"\n")
+
+
+def test_a_head_line_past_the_limit_is_not_a_frame_and_one_nested_deep_does_not_parse():
+    with pytest.raises(ValueError, match="longer than the limit"):
+        protocol.split_head(b" " * 100, limit=100)
+    with pytest.raises(RecursionError):
+        protocol.split_head(b"[" * 30_000 + b"\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="seccomp is Linux's")
+def test_the_seccomp_helper_on_its_own_refuses_new_processes_and_keeps_threads(tmp_path):
+    sandboxed.install(tmp_path, "nofork_kernel")
+    script = textwrap.dedent("""
+        import os, subprocess, threading
+        import seccomp
+        lib = seccomp.libc()
+        seccomp.check(lib.prctl(38, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+        if not seccomp.forbid_new_processes(lib):
+            raise SystemExit("no filter for this machine")
+        refused = []
+        for spawn in (os.fork, lambda: subprocess.run(["/bin/true"]), os.setsid):
+            try:
+                spawn()
+            except PermissionError:
+                refused.append(True)
+        ran = []
+        t = threading.Thread(target=ran.append, args=(1,))
+        t.start()
+        t.join()
+        print(len(refused), ran)
+    """)
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n{script}"],
+                         capture_output=True, text=True, timeout=60)
+    if "no filter for this machine" in out.stderr:
+        pytest.skip("no seccomp filter is written for this machine's architecture")
+    assert out.stdout.split("\n")[0] == "3 [1]", out.stderr
