@@ -2,7 +2,7 @@ r"""Does student code use a name its task forbids? The static half of "no refere
 
 The verifier reads every student cell of a submission with :func:`names_by_cell` and charges a
 task with :func:`reference_use`; the visible tests' early warning
-(:func:`dgm_course.course.checks.reference_use`) reads one function's source with the same
+(:func:`dgm_course.runtime.checks.reference_use`) reads one function's source with the same
 pieces. Only ``ast`` and the grader's own imports are used: no student code runs here.
 
 A name counts through every path the grader can see without running anything: an import (also

@@ -49,9 +49,9 @@ def setup_namespace(source: nbformat.NotebookNode, monkeypatch, grade_ids: tuple
     process's stderr to stdout: here it only seeds."""
     import torch
 
-    import dgm_course.course.kernel
+    import dgm_course.runtime.kernel
 
-    monkeypatch.setattr(dgm_course.course.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
+    monkeypatch.setattr(dgm_course.runtime.kernel, "setup_notebook", lambda seed=0, **_: torch.manual_seed(seed))
     namespace: dict = {}
     for grade_id in grade_ids:
         exec(cell_by_id(source, grade_id).source, namespace)
@@ -103,7 +103,7 @@ def tiny_course(root: Path) -> tuple[Course, nbformat.NotebookNode]:
         # nbgrader's rule, pinned: a bare False "passes", and any stderr output scores 0.
         _cell("code", "test_bare_false", "False", **test),
         _cell("code", "test_stderr", "print('noise', file=sys.stderr)\nassert True", **test),
-        _cell("code", "route", "from dgm_course.course.kernel import route_stderr_to_stdout\n"
+        _cell("code", "route", "from dgm_course.runtime.kernel import route_stderr_to_stdout\n"
                                "route_stderr_to_stdout()"),
         _cell("code", "test_routed", "warnings.warn('stray')\nprint('noise', file=sys.stderr)\n"
                                      "os.write(2, b'C noise\\n')\nassert answer() == 42", **test),

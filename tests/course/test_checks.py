@@ -1,10 +1,10 @@
-"""The messages of the visible tests (dgm_course.course.checks.mismatch)."""
+"""The messages of the visible tests (dgm_course.runtime.checks.mismatch)."""
 
 from __future__ import annotations
 
 import torch
 
-from dgm_course.course.checks import mismatch, show
+from dgm_course.runtime.checks import mismatch, show
 
 X = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
 
@@ -54,7 +54,7 @@ import textwrap  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dgm_course.course.checks import assert_no_reference, reference_use  # noqa: E402
+from dgm_course.runtime.checks import assert_no_reference, reference_use  # noqa: E402
 
 
 def _module(tmp_path, code: str):

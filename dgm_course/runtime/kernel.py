@@ -15,7 +15,7 @@ same outputs on every run. :func:`setup_notebook` therefore
 
 The set-up cell of every notebook (it changes process-wide state, hence no doctest)::
 
-    from dgm_course.course.kernel import setup_notebook
+    from dgm_course.runtime.kernel import setup_notebook
     setup_notebook(seed=0)
 """
 
