@@ -24,66 +24,59 @@ the worker, whose files come back to the grading process):
    :data:`MAX_JSON_DEPTH`), is a valid notebook, no test cell is missing that nbgrader cannot put
    back, and every set-up cell is the release's; else the row says why (``rejected``: the
    student's to fix, never the grader's).
-2. **In-kernel run**: nbgrader's own autograde (``sandboxed/autograde.py``), inside :mod:`dgm_course.course.sandbox` (its own
-   namespaces and root, no view of the course, the gradebook or other submissions, memory and
-   wall-clock limits), against a fresh copy of the assignment's gradebook that holds no student;
-   the notebook's kernel may not start processes. It gives the cell outputs of the feedback and
-   the *in-kernel score*, which student code can fool and which therefore only raises flags.
+2. **In-kernel run** (:mod:`dgm_course.course.inkernel`): nbgrader's own autograde inside
+   :mod:`dgm_course.course.sandbox` (its own namespaces and root, no view of the course, the
+   gradebook or other submissions, memory and wall-clock limits), against a fresh copy of the
+   assignment's gradebook that holds no student; the notebook's kernel may not start processes.
+   It gives the cell outputs of the feedback and the *in-kernel score*, which student code can
+   fool and which therefore only raises flags.
 3. **Verification**: :func:`~dgm_course.course.verify.verify_submission` re-runs the student's
    solution cells in another sandbox and checks numbers against the grader's own references.
    Its score is the final one; a task whose in-kernel score differs is flagged with the reason.
    An assignment without a spec keeps its in-kernel score and is marked unverified.
-4. **Feedback**: nbgrader renders the feedback page of the autograded notebook with the final
-   scores in a second, fresh sandbox (``sandboxed/feedback.py``): the kernel of the in-kernel run
-   could write its home and plant templates or configuration there, so nothing of that run but the
-   notebook and plain values goes on, and Jupyter's paths are read-only and the grader's. A section
-   lists each task's verified result; where nbgrader cannot make a page, a page of our own says why.
+4. **Feedback** (:mod:`dgm_course.course.pages`): nbgrader renders the feedback page of the
+   autograded notebook with the final scores in a second, fresh sandbox: the kernel of the
+   in-kernel run could write its home and plant templates or configuration there, so nothing of
+   that run but the notebook and plain values goes on. A section lists each task's verified
+   result; where nbgrader cannot make a page, a page of our own says why.
 5. **Gradebook**: the grading process alone, as each student's result comes in, writes the final
    scores into the gradebook (one transaction per student, tried again on a conflict with another
    writer of a shared database).
 
-The threat model and what this does and does not protect: ``docs/grading.md``.
+What one row holds and what a batch shares: :mod:`dgm_course.course.records`. The threat model
+and what this does and does not protect: ``docs/grading.md``.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import html
 import json
-import math
-import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from . import gradebook, roster, sandbox, sandboxed, verify
+from . import gradebook, pages, roster, verify
 from .cells import (MAX_NOTEBOOK_BYTES, grade_cells, is_setup_cell, nbgrader_meta, notebook_cells, read_notebook,
                     task_name, written_cells)
 from .cluster import Runner, runner
 from .config import CONFIG_FILE, Course, CourseError, execution_env, nbgrader_api
 from .report import LEADING, TRAILING
-from .sandbox import Limits, SandboxError
-from .sandboxed import protocol
+from .inkernel import run_in_kernel
+from .records import ERROR, FAILED, GRADED, INVALID, KEPT_FILES, MISSING, REJECTED, TIMEOUT, Batch, StudentResult
+from .sandbox import SandboxError
 from .spec import SpecError, grading_seed
 from .verify import flag_verdicts
 
 __all__ = ["StudentResult", "validate_submission", "grade", "reproduce", "final_rows", "write_csv", "GRADED",
            "REJECTED", "INVALID", "FAILED", "TIMEOUT", "ERROR", "MISSING"]
 
-# ``rejected``: the submission is at fault (the student fixes it); ``error``: the grading machine
-# is (the instructor grades again). Nothing a submission holds may produce ``error``.
-GRADED, REJECTED, FAILED, TIMEOUT, ERROR = "graded", "rejected", "failed", "timeout", "error"
-MISSING = "missing"  # on the course's roster, nothing submitted: 0 points
-INVALID = REJECTED  # its name before set-up cells were checked too
 STUB = "YOUR ANSWER HERE"  # nbgrader's text for a cleared Markdown solution (ClearSolutions.text_stub)
 MAX_JSON_DEPTH = 64  # a notebook needs about 8 levels; deeper JSON is refused before it is parsed
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")  # no glob or path characters: nbgrader globs ids
@@ -92,36 +85,7 @@ _KEY_FILE = "grading_key.txt"  # the grader's secret in the grading seed; kept b
 _RUNS_FILE = "grading_runs.jsonl"  # each run's nonce, with the grades: what reproduce() needs
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # unrolled: linear, fast on 20 MiB
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_KEPT_FILES = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's exchange puts beside a notebook
-_HEAD_BYTES = 1 << 20  # the head line of the in-kernel and feedback runs (nbgrader's log is in it)
 CLUSTER_CONFIG = ("DgmCourseGrade", "cluster")  # c.DgmCourseGrade.cluster in nbgrader_config.py: --cluster's default
-
-
-@dataclass
-class StudentResult:
-    """What grading one student gave.
-
-    ``scores``: the final points of each test cell by grade id (verified where a spec exists).
-    ``in_kernel``: nbgrader's in-kernel points by grade id (``None``: that run gave none), with
-    ``in_kernel_status`` (graded, failed, timeout, not run) and ``in_kernel_reason``.
-    ``verdicts``: the verifier's :class:`~dgm_course.course.verify.TaskVerdict` list (``None``:
-    not verified, see ``verification``).
-    """
-
-    student_id: str
-    status: str
-    reason: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
-    needs_manual_grade: bool = False
-    notebook: Path | None = None  # the validated submission in the grading folder
-    in_kernel: dict[str, float] | None = None
-    in_kernel_status: str = "not run"
-    in_kernel_reason: str = ""
-    verdicts: list | None = None
-    verification: str = ""
-    late_penalty: float = 0.0  # points off for a late submission (nbgrader's late-submission plugin)
-    timestamp: str = ""  # when nbgrader recorded the submission (timestamp.txt), UTC
-    written: dict[str, bool] = field(default_factory=dict)  # written answer (grade id) -> answered
 
 
 def validate_submission(folder: Path, assignment_id: str, source: nbformat.NotebookNode,
@@ -323,217 +287,11 @@ def _generate_assignment(course: Course, out: Path, assignment_id: str, db_url: 
                       f"{result.get('log', '')}{result.get('error', '')}")
 
 
-@dataclass
-class _Batch:
-    """What every student's grading shares. ``db_url``: where the grading process writes the final
-    scores (never a worker: the in-kernel runs get ``gradebook``, an sqlite copy of their own)."""
-
-    course: Course
-    assignment_id: str
-    source_path: Path
-    source: nbformat.NotebookNode
-    max_scores: dict[str, float]
-    spec: object | None  # an AssignmentSpec
-    submissions: Path
-    out: Path
-    timeout: float
-    cell_timeout: float | None
-    require: str | None
-    gradebook: bytes  # the assignment's gradebook before any student: what an in-kernel run gets
-    key: str  # the grader's secret: students cannot compute the inputs their work is checked on
-    db_url: str
-    nonce: str  # this run's: a regrade checks on new inputs (see grading_seed)
-
-    @property
-    def course_id(self) -> str:
-        return self.course.config.CourseDirectory.get("course_id", "")
-
-
-# ---------------------------------------------------------------------------------------------
-# The in-kernel run: nbgrader's autograde of one student in the sandbox
-
-
-@functools.cache
-def _matplotlib_cache() -> Path | None:
-    """The grader's matplotlib font list (built on first use), if matplotlib is there."""
-    try:
-        import matplotlib
-        import matplotlib.font_manager  # noqa: F401 - builds the list
-    except ImportError:
-        return None
-    found = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
-    return found[-1] if found else None
-
-
-def _write_inkernel_job(job: Path, batch: _Batch, student_id: str, submitted: Path) -> None:
-    aid = batch.assignment_id
-    course = job / "course"
-    # The source folder without its notebook: nbgrader copies the other files (data) beside the notebook.
-    shutil.copytree(batch.course.root / batch.course.source_name / aid, course / batch.course.source_name / aid,
-                    ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
-    shutil.copy(batch.course.root / CONFIG_FILE, course / CONFIG_FILE)
-    (course / "gradebook.db").write_bytes(batch.gradebook)
-    (course / "submitted" / student_id / aid).mkdir(parents=True)
-    for name in (f"{aid}.ipynb", "timestamp.txt"):
-        if (submitted / name).is_file():
-            shutil.copy(submitted / name, course / "submitted" / student_id / aid / name)
-    config = {"Execute.record_timing": False, "Execute.store_widget_state": False}
-    if batch.cell_timeout is not None:
-        config["Execute.timeout"] = batch.cell_timeout
-    kernel = batch.source.metadata.get("kernelspec", {}).get("name", "python3")
-    (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id, "config": config,
-                                              "course_id": batch.course_id, "kernel_name": kernel}))
-    sandboxed.install(job, "autograde", "nofork_kernel")
-    verify._worker_library(job / "lib", ())  # the whole library: hidden tests import its references
-    fonts = _matplotlib_cache()
-    if fonts is not None:
-        (job / "mpl").mkdir()
-        shutil.copy(fonts, job / "mpl" / fonts.name)
-    _readable(job)
-
-
-def _readable(job: Path) -> None:
-    """Every file of a job folder readable (and nothing writable) by the run's own uid."""
-    for root, dirs, files in os.walk(job):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-
-
-# Where the feedback run's Jupyter looks for templates and configuration: empty folders of its
-# read-only job (besides the installation's own, read-only too), never the run's home.
-_JUPYTER_DIRS = {"JUPYTER_PATH": "jupyter/path", "JUPYTER_DATA_DIR": "jupyter/data",
-                 "JUPYTER_CONFIG_DIR": "jupyter/config", "JUPYTER_CONFIG_PATH": "jupyter/config"}
-_FEEDBACK_LIMITS = Limits(wall_s=120, memory_mb=4096, scratch_mb=256, stdout_bytes=64 << 20, stderr_bytes=4 << 20)
-
-
-def _write_feedback_job(job: Path, batch: _Batch, student_id: str, notebook: bytes, report: dict,
-                        scores: dict[str, float]) -> None:
-    """The feedback run's job: the course's configuration, the assignment's gradebook before any
-    student, the autograded notebook, the scores to show and nbgrader's comments as plain values."""
-    aid = batch.assignment_id
-    course = job / "course"
-    (course / "autograded" / student_id / aid).mkdir(parents=True)
-    (course / "autograded" / student_id / aid / f"{aid}.ipynb").write_bytes(notebook)
-    shutil.copy(batch.course.root / CONFIG_FILE, course / CONFIG_FILE)
-    (course / "gradebook.db").write_bytes(batch.gradebook)
-    for folder in set(_JUPYTER_DIRS.values()):
-        (job / folder).mkdir(parents=True, exist_ok=True)
-    manual = report["needs_manual"] if batch.spec is None else []  # verified scores need no manual grade
-    (job / "job.json").write_text(json.dumps({"assignment_id": aid, "student_id": student_id,
-                                              "course_id": batch.course_id, "scores": scores,
-                                              "needs_manual": manual, "comments": report["comments"]}))
-    sandboxed.install(job, "feedback")
-    _readable(job)
-
-
-def _render_feedback(batch: _Batch, result: StudentResult, notebook: bytes, report: dict) -> bytes:
-    """nbgrader's feedback page for the autograded ``notebook`` with ``result.scores``, made in a
-    sandbox of its own (no kernel, no new processes) whose only input from the student is that
-    notebook; ``b''`` where it could not be made (the grader then writes a page of its own)."""
-    sid = result.student_id
-    job = Path(tempfile.mkdtemp(prefix="dgm-feedback-"))
-    try:
-        _write_feedback_job(job, batch, sid, notebook, report, result.scores)
-        env = {"FEEDBACK_JOB": "{job}", "TQDM_DISABLE": "1",
-               **{name: "{job}/" + folder for name, folder in _JUPYTER_DIRS.items()}}
-        run = sandbox.run([sys.executable, "{job}/feedback.py"], _FEEDBACK_LIMITS, job, env=env,
-                          hide=[str(verify.LIBRARY)], require=batch.require)
-    finally:
-        shutil.rmtree(job, ignore_errors=True)
-    try:
-        head, page = _read_page(run.stdout)
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        head, page = {}, b""
-    with open(batch.out / "logs" / f"{sid}.log", "a", errors="replace") as fh:
-        fh.write("\n--- feedback ---\n" + str(head.get("log", "")) + str(head.get("error", ""))
-                 + run.stderr[-20_000:].decode(errors="replace"))
-    return page
-
-
-def _read_page(stdout: bytes) -> tuple[dict, bytes]:
-    """The feedback run's head and page."""
-    return protocol.read_frame(stdout, _HEAD_BYTES)
-
-
-def _inkernel_limits(timeout: float) -> Limits:
-    # fork: nbgrader starts the kernel (the kernel itself may not fork); memory is per process.
-    return Limits(wall_s=timeout, fork=True, memory_mb=4096, scratch_mb=512, nproc=256,
-                  stdout_bytes=64 << 20, stderr_bytes=4 << 20)
-
-
-def _error_line(text: str) -> str:
-    """The last ``module.Error: message`` line of a log (nbgrader's own wrapper says nothing)."""
-    lines = [m.group(0).strip() for m in re.finditer(r"^\s*[\w.]*(Error|Exception|Exit)\b.*$", text, re.M)
-             if "NbGraderException" not in m.group(0)]
-    return lines[-1][:300] if lines else "see the log"
-
-
-def _read_report(stdout: bytes, max_scores: dict[str, float]) -> tuple[dict, bytes]:
-    """The run's head line and autograded notebook, as plain values: unknown cells and impossible
-    scores go."""
-    head, notebook = protocol.read_frame(stdout, _HEAD_BYTES)
-    scores = {}
-    for gid, points in dict(head.get("scores", {})).items():
-        if gid in max_scores and isinstance(points, (int, float)) and math.isfinite(points):
-            scores[gid] = min(max(float(points), 0.0), max_scores[gid])
-    manual = [gid for gid in head.get("needs_manual", []) if gid in max_scores]
-    comments = {str(name)[:200]: text[:2000] for name, text in dict(head.get("comments", {})).items()
-                if isinstance(text, str)}
-    return {"autograded": head.get("autograded") is True, "scores": scores, "needs_manual": manual,
-            "comments": comments, "error": str(head.get("error", ""))[:500], "log": str(head.get("log", ""))}, notebook
-
-
-def _run_in_kernel(batch: _Batch, result: StudentResult, submitted: Path) -> tuple[bytes, dict | None]:
-    """nbgrader's autograde of one student in the sandbox: the in-kernel score (into ``result``),
-    and the autograded notebook with the run's report (``(b'', None)`` where it gave none)."""
-    sid, aid = result.student_id, batch.assignment_id
-    job = Path(tempfile.mkdtemp(prefix="dgm-autograde-"))
-    try:
-        _write_inkernel_job(job, batch, sid, submitted)
-        env = {"AUTOGRADE_JOB": "{job}", "PYTHONPATH": "{job}/lib", "TQDM_DISABLE": "1",
-               "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
-               "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-        run = sandbox.run([sys.executable, "{job}/autograde.py"], _inkernel_limits(batch.timeout), job, env=env,
-                          hide=[str(verify.LIBRARY)], require=batch.require, loopback=True)
-    finally:
-        shutil.rmtree(job, ignore_errors=True)
-    log = batch.out / "logs" / f"{sid}.log"
-    try:
-        report, notebook = _read_report(run.stdout, batch.max_scores)
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        report, notebook = None, b""
-    with open(log, "w", errors="replace") as fh:  # a lone surrogate in a log is the student's text
-        fh.write((report or {}).get("log", "") + run.stderr[-20_000:].decode(errors="replace"))
-    if run.timed_out:
-        result.in_kernel_status = TIMEOUT
-        result.in_kernel_reason = f"autograding took longer than {batch.timeout:g} s and was stopped"
-    elif report is None:
-        result.in_kernel_status = FAILED
-        result.in_kernel_reason = f"the autograder crashed ({run.describe()}); see logs/{sid}.log"
-    elif not report["autograded"]:
-        result.in_kernel_status = FAILED
-        why = report["error"] or _error_line(report["log"])
-        result.in_kernel_reason = f"nbgrader could not autograde it: {why}"
-    else:
-        result.in_kernel_status = GRADED
-        result.in_kernel = report["scores"]
-        result.needs_manual_grade = bool(report["needs_manual"])
-        folder = batch.out / "autograded" / sid / aid
-        folder.mkdir(parents=True)
-        (folder / f"{aid}.ipynb").write_bytes(notebook)
-        for name in _KEPT_FILES:
-            if (submitted / name).is_file():
-                shutil.copy(submitted / name, folder / name)
-        return notebook, report
-    return b"", None
-
-
 # ---------------------------------------------------------------------------------------------
 # Verification
 
 
-def _verify(batch: _Batch, result: StudentResult) -> None:
+def _verify(batch: Batch, result: StudentResult) -> None:
     """Final scores from the verifier; a grader-side failure (tried twice) is an ``error`` row."""
     seed = grading_seed(batch.course_id, batch.assignment_id, result.student_id, key=batch.key, nonce=batch.nonce)
     error: Exception | None = None
@@ -562,7 +320,7 @@ def _verify(batch: _Batch, result: StudentResult) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradebook and feedback
+# Gradebook
 
 
 def _written_answers(notebook: Path | None, ids: Iterable[str]) -> dict[str, bool]:
@@ -591,7 +349,7 @@ def _timestamp(folder: Path):
         return None
 
 
-def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None:
+def _write_gradebook(batch: Batch, result: StudentResult, folder: Path) -> None:
     """The final scores of one student into the gradebook (the grading process is its only writer
     among the graders' processes; :func:`gradebook.write` retries a conflict with other writers)."""
     aid, sid = batch.assignment_id, result.student_id
@@ -621,90 +379,11 @@ def _write_gradebook(batch: _Batch, result: StudentResult, folder: Path) -> None
     gradebook.write(batch.db_url, batch.course_id, scores)
 
 
-def _verification_html(result: StudentResult) -> str:
-    """The feedback section that says how each task was graded."""
-    esc = html.escape
-    parts = ["<div class='dgm-verification' style='border:2px solid #444;padding:0.5em 1em;margin:1em 0'>"]
-    if result.verdicts is not None:
-        total = sum(v.points for v in result.verdicts)
-        parts.append(f"<h2>Verified score: {total:g} of {sum(v.max_points for v in result.verdicts):g}</h2>"
-                     "<p>Each task was checked again outside your notebook's kernel: your solution cells ran "
-                     "in a separate process on inputs drawn at grading time, and their results were compared "
-                     "with the grader's own reference. These are your points; the test cells below show what "
-                     "the tests printed in your kernel.</p>\n<table border='1' cellpadding='4'>"
-                     "<tr><th>task</th><th>points</th><th>result</th></tr>")
-        for v in result.verdicts:
-            parts.append(f"<tr><td>{esc(v.task_id)}</td><td>{v.points:g} / {v.max_points:g}</td>"
-                         f"<td>{esc(v.reason)}</td></tr>")
-        parts.append("</table>")
-    else:
-        parts.append(f"<p>Graded by nbgrader's tests in your notebook's kernel ({esc(result.verification)}).</p>")
-    for gid, answered in result.written.items():
-        parts.append(f"<p>Written answer {esc(gid)}: " + ("graded by hand by the course staff, against the "
-                     "course's rubric; its points are not in the verified score above.</p>" if answered else
-                     "no answer was written (0 points).</p>"))
-    if result.in_kernel_status != GRADED and result.in_kernel_reason:
-        parts.append(f"<p>The run of your notebook with nbgrader's tests: {esc(result.in_kernel_reason)}</p>")
-    parts.append("</div>\n")
-    return "".join(parts)
-
-
-def _write_page(batch: _Batch, result: StudentResult) -> None:
-    """A feedback page of our own where nbgrader's cannot be made: the reason, what to do, the scores."""
-    aid = batch.assignment_id
-    path = batch.out / "feedback" / result.student_id / aid / f"{aid}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if result.status == GRADED:
-        title = f"graded: {sum(result.scores.values()):g} points"
-        advice = "The page with your notebook could not be made; ask your instructor for it."
-    elif result.status == ERROR:
-        title = "not graded yet"
-        advice = "The grading machine failed, not your notebook; your instructor will grade it again."
-    else:
-        title = "your submission could not be graded"
-        advice = ("Submit the notebook of the release under its own name, with every cell of the release in "
-                  "it, after a restart and a run of all cells. Ask your instructor if the reason is unclear.")
-    reason = result.reason or result.in_kernel_reason
-    path.write_text(
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(aid)}</title></head><body>\n"
-        f"<h1>{html.escape(aid)}: {html.escape(title)}</h1>\n"
-        + (f"<p><b>Reason:</b> {html.escape(reason)}</p>\n" if reason else "")
-        + (_verification_html(result) if result.status == GRADED else "")
-        + f"<p>{html.escape(advice)}</p>\n</body></html>\n"
-    )
-
-
-def _feedback(batch: _Batch, result: StudentResult, original: Path, page: bytes = b"") -> None:
-    """nbgrader's page (``page``) with the verification section, or our own; then the two files
-    that release_feedback needs."""
-    aid = batch.assignment_id
-    folder = batch.out / "feedback" / result.student_id / aid
-    shutil.rmtree(folder, ignore_errors=True)
-    if result.status == GRADED and page:
-        text = page.decode(errors="replace")
-        body = re.search(r"<body[^>]*>", text)
-        at = body.end() if body else len(text)
-        folder.mkdir(parents=True)
-        (folder / f"{aid}.html").write_text(text[:at] + "\n" + _verification_html(result) + text[at:])
-    else:
-        _write_page(batch, result)
-    # nbgrader release_feedback reads both files beside every page and stops the whole release at
-    # a missing one: copy the submission's, or complete the folder (a random secret: the page is
-    # released under a name no one can guess, so no one fetches it).
-    for name in _KEPT_FILES:
-        if not (folder / name).is_file():
-            if (original / name).is_file():
-                shutil.copy(original / name, folder / name)
-            else:
-                (folder / name).write_text("" if name == "timestamp.txt" else secrets.token_hex(32))
-
-
 # ---------------------------------------------------------------------------------------------
 # One student, the batch
 
 
-def _grade_student(batch: _Batch, student_id: str) -> StudentResult:
+def _grade_student(batch: Batch, student_id: str) -> StudentResult:
     """Every step for one student but the gradebook (:func:`_record`); nothing that happens here
     stops the batch. A thread of the grading process or a cluster's worker runs it."""
     original = batch.submissions / student_id / batch.assignment_id
@@ -720,18 +399,18 @@ def _grader_error(student_id: str, exc: BaseException, what: str = "grader error
     return StudentResult(student_id, ERROR, f"{what}, not the student's: {type(exc).__name__}: {exc}")
 
 
-def _ensure_feedback(batch: _Batch, result: StudentResult) -> None:
+def _ensure_feedback(batch: Batch, result: StudentResult) -> None:
     """Our own page where the student has none, or where the row is not (or no longer) graded."""
     sid = result.student_id
     if result.status in (ERROR, REJECTED) or not (batch.out / "feedback" / sid).exists():
         original = batch.submissions / sid / batch.assignment_id
         try:
-            _feedback(batch, result, original if _STUDENT_ID.match(sid) else batch.out / "logs")
+            pages.write(batch, result, original if _STUDENT_ID.match(sid) else batch.out / "logs")
         except Exception:  # noqa: BLE001 - the row still says what happened
             pass
 
 
-def _record(batch: _Batch, result: StudentResult) -> StudentResult:
+def _record(batch: Batch, result: StudentResult) -> StudentResult:
     """The gradebook entry of one student, written by the grading process as the result comes in;
     a gradebook that cannot be written turns the row into ``error`` (grade again)."""
     if result.status == ERROR or not _STUDENT_ID.match(result.student_id):
@@ -744,13 +423,13 @@ def _record(batch: _Batch, result: StudentResult) -> StudentResult:
     return result
 
 
-def _validate(batch: _Batch, original: Path) -> tuple[Path | None, str]:
+def _validate(batch: Batch, original: Path) -> tuple[Path | None, str]:
     """:func:`validate_submission` with the set-up cells the batch's verifier runs."""
     return validate_submission(original, batch.assignment_id, batch.source,
                                batch.spec.setup_ids if batch.spec is not None else None)
 
 
-def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> StudentResult:
+def _grade_student_steps(batch: Batch, student_id: str, original: Path) -> StudentResult:
     if not _STUDENT_ID.match(student_id):
         return StudentResult(student_id, REJECTED, "the folder name is not a usable student id "
                              "(letters, digits, '.', '_', '@', '-')")
@@ -761,7 +440,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
     target.mkdir(parents=True)
     shutil.copy(notebook, target / notebook.name)  # the notebook only: no student module beside it
     _restore_written(batch.source, target / notebook.name)
-    for name in _KEPT_FILES:
+    for name in KEPT_FILES:
         if (original / name).is_file():
             shutil.copy(original / name, target / name)
     result = StudentResult(student_id, GRADED, notebook=target / notebook.name)
@@ -769,7 +448,7 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
         _verify(batch, result)
         if result.status == ERROR:
             return result  # graded again later: no in-kernel run, no gradebook entry
-    notebook, report = _run_in_kernel(batch, result, target)
+    notebook, report = run_in_kernel(batch, result, target)
     if batch.spec is not None:
         flag_verdicts(batch.spec, result.verdicts, result.in_kernel)
     else:
@@ -778,8 +457,8 @@ def _grade_student_steps(batch: _Batch, student_id: str, original: Path) -> Stud
         if result.status == GRADED and result.in_kernel is None:
             result.status, result.reason = FAILED, "nbgrader wrote no scores to the gradebook"
         result.scores = dict(result.in_kernel or {})
-    page = _render_feedback(batch, result, notebook, report) if report is not None and result.status == GRADED else b""
-    _feedback(batch, result, original, page)
+    page = pages.render(batch, result, notebook, report) if report is not None and result.status == GRADED else b""
+    pages.write(batch, result, original, page)
     return result
 
 
@@ -827,7 +506,7 @@ def _write_files(folder: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
 
 
-def _shared(batch: _Batch) -> _Shared:
+def _shared(batch: Batch) -> _Shared:
     from .cluster import code_fingerprint
 
     source = Path(batch.course.source_name) / batch.assignment_id
@@ -838,7 +517,7 @@ def _shared(batch: _Batch) -> _Shared:
                    batch.require, batch.gradebook, batch.key, batch.nonce, code_fingerprint())
 
 
-def _submission_files(batch: _Batch, student_id: str) -> dict[str, bytes] | None:
+def _submission_files(batch: Batch, student_id: str) -> dict[str, bytes] | None:
     """The validated notebook and its text files, to send to a worker; ``None`` where the student
     is not gradable (the grading process then writes that row itself, with no sandbox to run)."""
     original = batch.submissions / student_id / batch.assignment_id
@@ -847,7 +526,7 @@ def _submission_files(batch: _Batch, student_id: str) -> dict[str, bytes] | None
     notebook, _ = _validate(batch, original)
     if notebook is None:
         return None
-    names = [notebook.name] + [name for name in _KEPT_FILES if (original / name).is_file()]
+    names = [notebook.name] + [name for name in KEPT_FILES if (original / name).is_file()]
     return {name: (original / name).read_bytes() for name in names}
 
 
@@ -866,7 +545,7 @@ def _grade_remote(shared: _Shared, student_id: str, submission: dict[str, bytes]
         (tmp / "out" / "logs").mkdir(parents=True)
         course = Course.load(tmp / "course")
         source_path = course.source_notebook(shared.assignment_id)
-        batch = _Batch(course, shared.assignment_id, source_path, nbformat.read(source_path, as_version=4),
+        batch = Batch(course, shared.assignment_id, source_path, nbformat.read(source_path, as_version=4),
                        shared.max_scores, shared.spec, tmp / "submitted", tmp / "out", shared.timeout,
                        shared.cell_timeout, shared.require, shared.gradebook, shared.key,
                        gradebook.sqlite_url(tmp / "out"), shared.nonce)  # never written here
@@ -883,7 +562,7 @@ def _students_own(files: dict[str, bytes], student_id: str) -> dict[str, bytes]:
             and (name.startswith(prefixes) or name == f"logs/{student_id}.log")}
 
 
-def _collect(batch: _Batch, student_id: str, future: Future) -> StudentResult:
+def _collect(batch: Batch, student_id: str, future: Future) -> StudentResult:
     """One student's result as the grading process receives it: the worker's files into the grading
     folder, then the gradebook. A task the cluster gave up on is an ``error`` row."""
     try:
@@ -902,7 +581,7 @@ def _collect(batch: _Batch, student_id: str, future: Future) -> StudentResult:
     return _record(batch, result)
 
 
-def _submit(batch: _Batch, work: Runner, shared: _Shared | None, student_id: str) -> Future:
+def _submit(batch: Batch, work: Runner, shared: _Shared | None, student_id: str) -> Future:
     """Start one student: in a thread of this process, on a worker (with a copy of the submission),
     or, for a student a worker has nothing to do for, here and now."""
     if not work.remote:
@@ -915,7 +594,7 @@ def _submit(batch: _Batch, work: Runner, shared: _Shared | None, student_id: str
     return done
 
 
-def _grade_all(batch: _Batch, ids: list[str], work: Runner, progress: bool) -> list[StudentResult]:
+def _grade_all(batch: Batch, ids: list[str], work: Runner, progress: bool) -> list[StudentResult]:
     """Every student's result, in the order of ``ids``; the gradebook written as they come in."""
     from tqdm.auto import tqdm
 
@@ -1064,7 +743,7 @@ def grade(course: Course, assignment_id: str, submissions: Path, out: Path, time
         gradebook.check_reachable(server)
     with runner(cluster or _configured_cluster(course), workers, require) as work:
         template = _prepare(course, assignment_id, out, server, records, only=ids if students else None)
-        batch = _Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
+        batch = Batch(course, assignment_id, source_path, source, grade_cells(source), checked, submissions, out,
                        timeout, cell_timeout, require, template, _grading_key(out), server or gradebook.sqlite_url(out),
                        nonce or secrets.token_hex(16))
         graded = iter(_grade_all(batch, [sid for sid in ids if sid not in absent], work, progress))

@@ -85,7 +85,8 @@ import torch
 from . import sandbox
 from .cells import Cell, is_setup_cell, notebook_cells, read_notebook
 from .forbidden import UnreadableCell, names_by_cell, parse, reference_use, resolve
-from .sandboxed import install, protocol
+from . import sandboxed
+from .sandboxed import protocol
 from .sandboxed.worker import NOT_NUMBERS
 from .spec import AssignmentSpec, Check, SpecError, Task, TaskVerdict, grading_seed
 
@@ -104,6 +105,7 @@ __all__ = [
     "grading_seed",
     "notebook_cells",
     "is_setup_cell",
+    "worker_library",
 ]
 
 # The library's folder, from this file: an editable install may import ``dgm_course`` as a
@@ -294,10 +296,6 @@ def _error_fields(error) -> dict | None:
 # The job folder
 
 
-# The parts of ``dgm_course.course`` that notebooks import (the grader, specs and verifier never go).
-WORKER_COURSE_MODULES = ("__init__", "kernel", "checks")
-
-
 def _hidden_parts(hidden: tuple[str, ...]) -> dict[str, set[str] | None]:
     """Module -> the names to remove from it (``None``: the whole module), from dotted names."""
     out: dict[str, set[str] | None] = {}
@@ -388,15 +386,17 @@ def _without(source: str, module: str, names: set[str] | None) -> str:
         f"    raise AttributeError(f\"module '{module}' has no attribute {{name!r}}\")\n")
 
 
-def _worker_library(dest: Path, hidden: tuple[str, ...]) -> None:
-    """A copy of ``dgm_course`` for the worker: no grader, no specs, ``hidden`` names removed."""
+def worker_library(dest: Path, hidden: tuple[str, ...]) -> None:
+    """A copy of ``dgm_course`` for the worker: all of it but the grader (``dgm_course.course``,
+    with the specs and this verifier), ``hidden`` names removed. What notebooks import beside the
+    flows is :mod:`dgm_course.runtime`, so no part of the grader has to go with it."""
     src = LIBRARY
     parts = _hidden_parts(hidden)
     for path in src.rglob("*.py"):
         rel = path.relative_to(src)
         if "__pycache__" in rel.parts:
             continue
-        if rel.parts[0] == "course" and (len(rel.parts) > 2 or rel.stem not in WORKER_COURSE_MODULES):
+        if rel.parts[0] == "course":
             continue
         target = dest / "dgm_course" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -436,16 +436,13 @@ def _draw(task: Task, seed: int) -> tuple[dict[str, np.ndarray], bytes]:
 def _write_job(job: Path, spec: AssignmentSpec, program) -> None:
     """The worker's files: its code, the cells, the probes' sources and the library; no seed, no
     input, no reference (those stay in the parent, see :class:`_Events`)."""
-    install(job, "worker")
+    sandboxed.install(job, "worker")
     tasks = [{"task_id": t.task_id, "probe_source": textwrap.dedent(inspect.getsource(t.probe)),
               "probe_name": t.probe.__name__} for t in spec.tasks]
     cells = [[kind, label, tids, src] for kind, label, tids, src in program]
     (job / "job.json").write_text(json.dumps({"cells": cells, "tasks": tasks, "sys_path": _worker_sys_path()}))
-    _worker_library(job / "lib", spec.hidden)
-    for root, dirs, files in os.walk(job):  # readable by the unprivileged worker
-        os.chmod(root, 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
+    worker_library(job / "lib", spec.hidden)
+    sandboxed.readable(job)  # by the unprivileged worker
 
 
 # ---------------------------------------------------------------------------------------------

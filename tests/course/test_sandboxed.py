@@ -124,3 +124,24 @@ def test_the_seccomp_helper_on_its_own_refuses_new_processes_and_keeps_threads(t
     if "no filter for this machine" in out.stderr:
         pytest.skip("no seccomp filter is written for this machine's architecture")
     assert out.stdout.split("\n")[0] == "3 [1]", out.stderr
+
+
+def test_a_run_prints_to_stderr_and_only_its_frames_reach_the_result_channel(tmp_path):
+    sandboxed.install(tmp_path, "feedback")
+    (tmp_path / "job.json").write_text('{"answer": 42}')
+    script = textwrap.dedent("""
+        import os, sys
+        import protocol
+        job, cfg = protocol.job_config("THE_JOB")
+        results = protocol.result_channel()
+        print("printed by the run", flush=True)
+        os.write(1, b"written to fd 1\\n")
+        protocol.finish(results, {"answer": cfg["answer"], "job": job}, b"page")
+        print("never", flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n{script}"],
+                         capture_output=True, timeout=60, env={"THE_JOB": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert protocol.read_frame(out.stdout) == ({"answer": 42, "job": str(tmp_path), "nbytes": 4}, b"page")
+    assert out.stdout.endswith(b"page") and out.returncode == 0
+    assert out.stderr.decode().split("\n")[:2] == ["printed by the run", "written to fd 1"]
+    assert b"never" not in out.stdout + out.stderr

@@ -32,7 +32,7 @@ from dgm_course.course.verify import (
     _load_outputs,
     check_spec,
     load_spec,
-    _worker_library,
+    worker_library,
     _worker_sys_path,
     grading_seed,
     gradebook_scores,
@@ -420,7 +420,7 @@ def test_no_forbidden_reference_is_in_the_workers_library(assignment_id, tmp_pat
     """Every name a spec forbids is, in the worker's copy of the library, a whole module emptied or
     a stand-in class that holds no code but a ``__new__`` that raises."""
     spec = load_spec(assignment_id)
-    _worker_library(tmp_path, spec.hidden)
+    worker_library(tmp_path, spec.hidden)
     for dotted in {f for t in spec.tasks for f in t.forbidden}:
         obj = resolve(dotted)
         module = obj if inspect.ismodule(obj) else importlib.import_module(obj.__module__)
@@ -436,7 +436,7 @@ def test_no_forbidden_reference_is_in_the_workers_library(assignment_id, tmp_pat
 
 
 def test_a_stand_in_raises_on_every_use_and_keeps_imports_working(tmp_path):
-    _worker_library(tmp_path, ("dgm_course.flows.Compose", "dgm_course.vae.PixelCNNDecoder"))
+    worker_library(tmp_path, ("dgm_course.flows.Compose", "dgm_course.vae.PixelCNNDecoder"))
     # as the worker does: no site, the library copy first, no folder that holds the real library
     code = f"import sys\nsys.path[:] = {[str(tmp_path), *_worker_sys_path()]!r}\n" + """
 import pytest
@@ -461,7 +461,7 @@ print("ok")
 
 
 def test_the_workers_library_holds_no_grader_and_no_hidden_reference(tmp_path):
-    _worker_library(tmp_path, ("dgm_course.jacobian.batch_jacobian", "dgm_course.flows.residual"))
+    worker_library(tmp_path, ("dgm_course.jacobian.batch_jacobian", "dgm_course.flows.residual"))
     lib = tmp_path / "dgm_course"
     course = sorted(p.name for p in (lib / "course").iterdir())
     assert "verify.py" not in course and "sandbox.py" not in course and "specs" not in course
@@ -539,3 +539,13 @@ def test_results_are_read_as_plain_numbers_only():
     for payload in forged:
         with pytest.raises(ValueError):
             _load_outputs(payload)
+
+
+def test_the_workers_library_holds_the_runtime_and_nothing_of_the_grader(tmp_path):
+    # The notebooks' set-up imports dgm_course.runtime; no module of the grader (specs, the
+    # verifier, the grading key's users) goes into the sandbox, with no allow-list to keep.
+    worker_library(tmp_path, ())
+    copied = {p.relative_to(tmp_path / "dgm_course").as_posix() for p in tmp_path.rglob("*.py")}
+    assert not [p for p in copied if p.startswith("course/")]
+    assert {"runtime/__init__.py", "runtime/kernel.py", "runtime/checks.py", "runtime/guards.py"} <= copied
+    assert {"flows/__init__.py", "jacobian.py", "vae.py"} <= copied

@@ -18,10 +18,11 @@ point does its work in ``main()`` under ``if __name__ == "__main__"``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-__all__ = ["ENTRY_POINTS", "MODULES", "install"]
+__all__ = ["ENTRY_POINTS", "MODULES", "install", "readable"]
 
 HERE = Path(__file__).resolve().parent
 ENTRY_POINTS = ("worker", "autograde", "feedback", "nofork_kernel")
@@ -34,3 +35,11 @@ def install(job: Path, *entry_points: str) -> None:
         if name not in ENTRY_POINTS + MODULES:
             raise ValueError(f"not a program of the sandbox: {name!r}")
         shutil.copyfile(HERE / f"{name}.py", Path(job) / f"{name}.py")
+
+
+def readable(job: Path) -> None:
+    """Every file of a job folder readable (and nothing writable) by a run's own uid."""
+    for root, _, files in os.walk(job):
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)

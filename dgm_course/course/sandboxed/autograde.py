@@ -23,14 +23,11 @@ except ImportError:  # run as a script from its job folder, beside a copy of pro
 
 
 def main() -> None:  # pragma: no cover - runs in the sandbox
-    job = os.environ["AUTOGRADE_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        cfg = json.load(fh)
+    job, cfg = protocol.job_config("AUTOGRADE_JOB")
     # Not dumpable: the kernel runs as the same user but can neither ptrace this process nor
     # open its file descriptors (the result channel below) through /proc.
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
+    results = protocol.result_channel()
     home = os.environ["HOME"]
     root = os.path.join(home, "course")
     shutil.copytree(os.path.join(job, "course"), root)
@@ -74,9 +71,7 @@ def main() -> None:  # pragma: no cover - runs in the sandbox
             head["autograded"] = True
     except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
         head["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    protocol.write_frame(results, head, notebook)
-    results.close()
-    os._exit(0)
+    protocol.finish(results, head, notebook)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run as ``python {job}/feedback.py`` with ``FEEDBACK_JOB`` naming the job folder.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -21,11 +20,8 @@ except ImportError:  # run as a script from its job folder, beside a copy of pro
 
 
 def main() -> None:  # pragma: no cover - runs in the sandbox
-    job = os.environ["FEEDBACK_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        cfg = json.load(fh)
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
+    job, cfg = protocol.job_config("FEEDBACK_JOB")
+    results = protocol.result_channel()
     root = os.path.join(os.environ["HOME"], "course")
     shutil.copytree(os.path.join(job, "course"), root)
 
@@ -57,9 +53,7 @@ def main() -> None:  # pragma: no cover - runs in the sandbox
                 page = fh.read()
     except BaseException as exc:  # noqa: BLE001 - report anything, the grader decides
         head["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    protocol.write_frame(results, head, page)
-    results.close()
-    os._exit(0)
+    protocol.finish(results, head, page)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,14 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+from typing import NoReturn
 
-__all__ = ["HEAD_LIMIT", "frame", "read_frame", "read_from", "split_head", "write_frame"]
+__all__ = ["HEAD_LIMIT", "LOG_HEAD_LIMIT", "finish", "frame", "job_config", "read_frame", "read_from",
+           "result_channel", "split_head", "write_frame"]
 
 HEAD_LIMIT = 1 << 16  # bytes of a head line, newline included
+LOG_HEAD_LIMIT = 1 << 20  # of a head that carries a run's log (nbgrader's autograde and feedback runs)
 
 
 def frame(head: dict, payload: bytes = b"") -> bytes:
@@ -67,3 +71,29 @@ def read_from(stream, limit: int = HEAD_LIMIT) -> tuple[dict, bytes]:
         raise ValueError("the stream ended inside a head line")
     head, _, size = split
     return head, stream.read(size)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's side (the programs of this folder)
+
+
+def job_config(variable: str) -> tuple[str, dict]:
+    """The job folder that the environment ``variable`` names, and its ``job.json``."""
+    job = os.environ[variable]
+    with open(os.path.join(job, "job.json")) as fh:
+        return job, json.load(fh)
+
+
+def result_channel():
+    """This process's stdout, kept as the result channel; file descriptor 1 then points at stderr,
+    so what the run (and any code it runs) prints can never be read as a frame."""
+    results = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return results
+
+
+def finish(results, head: dict, payload: bytes = b"") -> NoReturn:
+    """The run's last frame, then exit at once (no ``atexit`` handler of code the run ran)."""
+    write_frame(results, head, payload)
+    results.close()
+    os._exit(0)

@@ -71,15 +71,12 @@ class Names(dict):
 
 
 def main() -> None:  # pragma: no cover - runs in the sandbox
-    job = os.environ["VERIFY_JOB"]
-    with open(os.path.join(job, "job.json")) as fh:
-        config = json.load(fh)
+    job, config = protocol.job_config("VERIFY_JOB")
     skip = json.loads(sys.argv[1])
     sys.path[:] = [os.path.join(job, "lib"), *config["sys_path"]]
-    results = os.fdopen(os.dup(1), "wb")  # the result channel; student output goes to stderr
+    results = protocol.result_channel()  # student output goes to stderr
     requests = os.fdopen(os.dup(0), "rb")  # the grader's answers; stdin itself becomes /dev/null
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
     sys.stdin = io.TextIOWrapper(os.fdopen(0, "rb"))
 
