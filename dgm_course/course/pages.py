@@ -35,7 +35,7 @@ _FEEDBACK_LIMITS = Limits(wall_s=120, memory_mb=4096, scratch_mb=256, stdout_byt
 
 
 def _write_job(job: Path, batch: Batch, student_id: str, notebook: bytes, report: dict,
-                        scores: dict[str, float]) -> None:
+               scores: dict[str, float]) -> None:
     """The feedback run's job: the course's configuration, the assignment's gradebook before any
     student, the autograded notebook, the scores to show and nbgrader's comments as plain values."""
     aid = batch.assignment_id
@@ -69,18 +69,13 @@ def render(batch: Batch, result: StudentResult, notebook: bytes, report: dict) -
     finally:
         shutil.rmtree(job, ignore_errors=True)
     try:
-        head, page = _read_page(run.stdout)
+        head, page = protocol.read_frame(run.stdout, protocol.LOG_HEAD_LIMIT)
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         head, page = {}, b""
     with open(batch.out / "logs" / f"{sid}.log", "a", errors="replace") as fh:
         fh.write("\n--- feedback ---\n" + str(head.get("log", "")) + str(head.get("error", ""))
                  + run.stderr[-20_000:].decode(errors="replace"))
     return page
-
-
-def _read_page(stdout: bytes) -> tuple[dict, bytes]:
-    """The feedback run's head and page."""
-    return protocol.read_frame(stdout, protocol.LOG_HEAD_LIMIT)
 
 
 def verification_html(result: StudentResult) -> str:
