@@ -85,7 +85,7 @@ def test_students_are_told_what_scores_0_and_warned_before_they_submit(assignmen
         for dotted in task.forbidden:
             named = f"`{dotted.rsplit('.', 1)[1]}`" in intro or dotted in intro  # the name, or a module in full
             assert named, f"the first cell names {dotted} ({task.task_id})"
-    assert re.search(r"^from dgm_course\.course\.checks import .*\bassert_no_reference\b", nb.cells[1].source, re.M)
+    assert re.search(r"^from dgm_course\.runtime\.checks import .*\bassert_no_reference\b", nb.cells[1].source, re.M)
     for name in tasks(nb):
         first = cell_by_id(nb, f"test_{name}").source.splitlines()[0]
         assert first.startswith(f'assert_no_reference("{assignment_id}", {name})'), (
