@@ -311,11 +311,17 @@ def test_a_run_dies_with_the_grading_process_that_started_it():
     grader = subprocess.Popen([sys.executable, "-c", "import sys\nfrom dgm_course.course import sandbox\n"
                                f"sandbox.run([sys.executable, '-S', '-c', {loop!r}], sandbox.Limits(wall_s=300))"],
                               cwd=Path(__file__).resolve().parents[2])
+    def cmdline(proc) -> list[str]:  # a set-up process may exit (or be a zombie) while we look
+        try:
+            return proc.cmdline()
+        except psutil.Error:
+            return []
+
     deadline, running = time.monotonic() + 60, []
     while not running and time.monotonic() < deadline:
         time.sleep(0.2)
         running = [p for p in psutil.Process(grader.pid).children(recursive=True)
-                   if p.cmdline()[-1:] == [loop]]  # the loop itself, past the sandbox's set-up
+                   if cmdline(p)[-1:] == [loop]]  # the loop itself, past the sandbox's set-up
     descendants = psutil.Process(grader.pid).children(recursive=True)
     grader.kill()
     grader.wait()
