@@ -4,10 +4,11 @@ time (the student-side runtime and the library reach the sandbox without it)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import dgm_course
+
+from .imports_support import import_time_imports
 
 ROOT = Path(dgm_course.__file__).resolve().parent
 SHARED_PRIVATE = {"dgm_course._common"}  # the library's one module of shared helpers, private by design
@@ -22,22 +23,7 @@ MODULES = _modules()
 
 
 def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
-    """(module, imported names) of each import run at import time: the module's top level and its
-    try blocks (an import inside a function runs when it is called)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found, todo = [], list(ast.parse(path.read_text()).body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Try):
-            todo += node.body
-        elif isinstance(node, ast.ImportFrom) and node.level:  # relative: run as part of the package
-            base = package.split(".")[: len(package.split(".")) - node.level + 1]
-            found.append((".".join(base + ([node.module] if node.module else [])), [a.name for a in node.names]))
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.append((node.module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            found += [(a.name, []) for a in node.names]
-    return found
+    return import_time_imports(path, name if path.name == "__init__.py" else name.rpartition(".")[0])
 
 
 def _graph() -> dict[str, set[str]]:

@@ -82,10 +82,9 @@ import numpy as np
 import numpy.lib.format as npformat
 import torch
 
-from . import sandbox
+from . import sandbox, sandboxed
 from .cells import Cell, is_setup_cell, notebook_cells, read_notebook
 from .forbidden import UnreadableCell, names_by_cell, parse, reference_use, resolve
-from . import sandboxed
 from .sandboxed import protocol
 from .sandboxed.worker import NOT_NUMBERS
 from .spec import AssignmentSpec, Check, SpecError, Task, TaskVerdict, grading_seed

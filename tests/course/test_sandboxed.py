@@ -14,22 +14,9 @@ import pytest
 from dgm_course.course import sandboxed
 from dgm_course.course.sandboxed import protocol
 
+from ..imports_support import import_time_imports
+
 FILES = sorted(p for p in sandboxed.HERE.glob("*.py") if p.name != "__init__.py")
-
-
-def _top_level_imports(tree: ast.Module) -> list[tuple[str, int]]:
-    """(module, relative level) of every import outside a function or class, try blocks included."""
-    found, todo = [], list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Import):
-            found += [(alias.name, 0) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            found += [(node.module or alias.name, node.level) for alias in node.names]
-        elif isinstance(node, (ast.If, ast.Try)):
-            todo += [*node.body, *node.orelse, *getattr(node, "finalbody", []),
-                     *(s for h in getattr(node, "handlers", []) for s in h.body)]
-    return found
 
 
 def test_every_program_of_the_folder_is_an_entry_point_or_a_module_they_share():
@@ -41,10 +28,12 @@ def test_a_program_imports_only_the_standard_library_and_its_folder_at_its_top(p
     # A run sets its process up before anything else is imported (the worker its sys.path, the
     # kernel its filter): third-party imports belong inside main().
     siblings = set(sandboxed.MODULES)
-    for module, level in _top_level_imports(ast.parse(path.read_text())):
+    for module, names in import_time_imports(path, sandboxed.__name__):
+        if module == sandboxed.__name__:  # from . import protocol
+            assert set(names) <= siblings, (path.name, names)
+            continue
         top = module.split(".")[0]
         assert top in sys.stdlib_module_names or top == "__future__" or top in siblings, (path.name, module)
-        assert level in (0, 1), (path.name, module)
 
 
 @pytest.mark.parametrize("name", sandboxed.ENTRY_POINTS)
