@@ -27,9 +27,21 @@ from pathlib import Path
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-__all__ = ["CONFIG_FILE", "CourseError", "Course", "execution_env", "nbgrader_api"]
+__all__ = ["CONFIG_FILE", "PINNED_CODE_PATHS", "CourseError", "Course", "execution_env", "nbgrader_api"]
 
 CONFIG_FILE = "nbgrader_config.py"
+
+#: The numerical code paths that kernels started under :func:`execution_env` (building, checking,
+#: nbval) are held to, so that a solution executes to the same digits on every x86-64 CPU with AVX2,
+#: whatever wider instructions it has. Each library otherwise picks its kernels by the CPU at hand
+#: (AVX-512 or not, the vendor), and a few hundred training steps turn their different roundings into
+#: other printed digits (a test NLL of 1.059 on one CPU, 1.062 on another). ATen's own kernels stop at
+#: AVX2; oneMKL runs its conditional-numerical-reproducibility branch COMPATIBLE (SSE2 without the
+#: approximate rcpps/rsqrtps, whose results differ between vendors); oneDNN, which runs convolutions,
+#: stops at AVX2. The cost on 2 cores: notebook 07 takes about 1.5 times as long, the others at most
+#: 30% more. Grading and students' own kernels are not pinned: their verdicts rest on tolerances, not
+#: on digits.
+PINNED_CODE_PATHS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 class CourseError(Exception):
@@ -118,7 +130,8 @@ def execution_env() -> Iterator[None]:
     - no ``MPLBACKEND`` (an ``Agg`` from the shell would hide every figure), no progress bars
       (``TQDM_DISABLE``: their widgets and rates differ on every run), a fixed ``PYTHONHASHSEED``;
     - no ``PYTEST_CURRENT_TEST``: under it ipykernel stops capturing C-level output, so kernels
-      started by the tests would not behave as in a real grading run.
+      started by the tests would not behave as in a real grading run;
+    - torch, oneMKL and oneDNN on :data:`PINNED_CODE_PATHS`, so that outputs do not depend on the CPU.
     """
     saved = dict(os.environ)
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), saved.get("PATH", "")])
@@ -126,6 +139,7 @@ def execution_env() -> Iterator[None]:
         os.environ.pop(name, None)
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["PYTHONHASHSEED"] = "0"
+    os.environ.update(PINNED_CODE_PATHS)
     try:
         yield
     finally:

@@ -4,7 +4,9 @@ that depend on the machine*), and building or grading logs no warning a reader t
 - every cell that calls the clock or the machine, or prints what looks like a time, memory, a date or
   a path, carries ``nbval-ignore-output``; the build drops such a cell's outputs, nbval skips them;
 - a cell's prints are one stream output however the kernel flushed them, so a loaded machine
-  (which splits them into more messages) builds the same bytes.
+  (which splits them into more messages) builds the same bytes;
+- kernels started to build or check run torch, oneMKL and oneDNN on the pinned code paths
+  (:data:`~dgm_course.course.config.PINNED_CODE_PATHS`), so the CPU does not change a digit.
 
 ``scripts/determinism`` builds and checks every notebook on an idle and on a loaded machine.
 """
@@ -13,16 +15,63 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
 from dgm_course.course.build import MACHINE_DEPENDENT_TAG, build, check, machine_dependence
+from dgm_course.course.config import PINNED_CODE_PATHS, execution_env
 
 from ._course import ASSIGNMENT_IDS, COURSE, ROOT, TINY_ID, tiny_course
 
 NOISE = ("without encryption", "Unwritable directory")  # ipykernel's and nbgrader's, on every run before
+
+PROBE = Path(__file__).with_name("code_paths_probe.py")
+# What the probe prints on the pinned paths with the constraints file's torch (2.13.0), recorded on an
+# Intel Xeon with AVX-512. Another CPU must print the same: else the committed solutions' outputs do not
+# reproduce on it either (re-record this with the solutions when the constraints change torch).
+PINNED_DIGEST = "e0ae9e105a58af0ca91582874de315feb36bab2809f48ecaa3daad0e53596188"
+# A CPU without AVX-512, as far as the libraries' own dispatchers can be told so: oneMKL's ceiling and
+# glibc's view of the CPU (its libm picks exp and log by it).
+NO_AVX512 = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"}
+
+
+def _cpu() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "this CPU"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "this CPU")
+
+
+def _probe(pinned: bool = True, **extra: str) -> tuple[str, str]:
+    """ATen's capability and the probe's digest, in the environment of a build's kernel."""
+    with execution_env():
+        env = {k: v for k, v in os.environ.items() if pinned or k not in PINNED_CODE_PATHS} | extra
+        out = subprocess.run([sys.executable, str(PROBE)], env=env, capture_output=True, text=True, check=True,
+                             timeout=300).stdout.split()
+    return out[0], out[1]
+
+
+def test_build_kernels_compute_the_recorded_bits():
+    capability, digest = _probe()
+    if capability != "AVX2":
+        pytest.skip(f"{_cpu()} has no AVX2 (ATen runs {capability}): the committed outputs are AVX2 machines'")
+    assert digest == PINNED_DIGEST, (
+        f"on {_cpu()}, the pinned code paths ({PINNED_CODE_PATHS}) give other bits than those the solutions "
+        "were recorded with, so nbval and the sync check will fail here")
+
+
+def test_pinned_paths_ignore_the_instruction_sets_beyond_avx2():
+    unpinned = _probe(pinned=False)
+    if _probe(pinned=False, **NO_AVX512) == unpinned:
+        pytest.skip(f"{_cpu()} has no wider path than AVX2 for the libraries to drop: nothing to compare")
+    assert _probe(**NO_AVX512) == _probe()
 
 
 def _code(source: str, tags: tuple[str, ...] = ()) -> dict:
