@@ -13,6 +13,7 @@ that depend on the machine*), and building or grading logs no warning a reader t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
+from benchmarks.report import machine
 from dgm_course.course.build import MACHINE_DEPENDENT_TAG, build, check, machine_dependence
 from dgm_course.course.config import PINNED_CODE_PATHS, execution_env
 
@@ -41,16 +43,10 @@ PINNED_DIGEST = "e0ae9e105a58af0ca91582874de315feb36bab2809f48ecaa3daad0e5359618
 NO_AVX512 = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"}
 
 
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "this CPU"
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "this CPU")
-
-
+@functools.cache
 def _probe(pinned: bool = True, **extra: str) -> tuple[str, str]:
-    """ATen's capability and the probe's digest, in the environment of a build's kernel."""
+    """ATen's capability and the probe's digest, in the environment of a build's kernel (run once for
+    each environment: the result depends on nothing else)."""
     with execution_env():
         env = {k: v for k, v in os.environ.items() if pinned or k not in PINNED_CODE_PATHS} | extra
         out = subprocess.run([sys.executable, str(PROBE)], env=env, capture_output=True, text=True, check=True,
@@ -61,16 +57,16 @@ def _probe(pinned: bool = True, **extra: str) -> tuple[str, str]:
 def test_build_kernels_compute_the_recorded_bits():
     capability, digest = _probe()
     if capability != "AVX2":
-        pytest.skip(f"{_cpu()} has no AVX2 (ATen runs {capability}): the committed outputs are AVX2 machines'")
+        pytest.skip(f"{machine()} has no AVX2 (ATen runs {capability}): the committed outputs are AVX2 machines'")
     assert digest == PINNED_DIGEST, (
-        f"on {_cpu()}, the pinned code paths ({PINNED_CODE_PATHS}) give other bits than those the solutions "
+        f"on {machine()}, the pinned code paths ({PINNED_CODE_PATHS}) give other bits than those the solutions "
         "were recorded with, so nbval and the sync check will fail here")
 
 
 def test_pinned_paths_ignore_the_instruction_sets_beyond_avx2():
     unpinned = _probe(pinned=False)
     if _probe(pinned=False, **NO_AVX512) == unpinned:
-        pytest.skip(f"{_cpu()} has no wider path than AVX2 for the libraries to drop: nothing to compare")
+        pytest.skip(f"{machine()} has no wider path than AVX2 for the libraries to drop: nothing to compare")
     assert _probe(**NO_AVX512) == _probe()
 
 
