@@ -167,13 +167,15 @@ def fit_forward_kl(
     test_data: Tensor | None = None,
     eval_every: int | None = None,
     progress: bool = True,
+    desc: str = "forward KL",
 ) -> History:
     r"""Maximum likelihood: minimize the NLL :math:`-\frac1B\sum_{i\in\text{batch}} \log p_\theta(x_i)`.
 
     ``model`` has ``log_prob(x)`` (a ``FlowModel``). Each step draws ``batch_size`` rows of
     ``data`` uniformly with replacement. With ``test_data`` the test NLL (nats) is recorded every
     ``eval_every`` steps (default: 10 times per fit) and after the last; subtract the data
-    entropy to read it as :math:`KL(\pi\|p_\theta)` (``targets.kl_to_truth``).
+    entropy to read it as :math:`KL(\pi\|p_\theta)` (``targets.kl_to_truth``). ``desc`` labels the
+    progress bar.
     """
     if not isinstance(data, Tensor) or data.dim() < 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (n, ...) with n >= 1, got {getattr(data, 'shape', data)!r}")
@@ -192,7 +194,7 @@ def fit_forward_kl(
 
     return fit(
         loss_fn, model, steps, lr=lr, seed=seed, clip_grad_norm=clip_grad_norm, eval_fn=eval_fn,
-        eval_every=eval_every if test_data is not None else None, progress=progress, desc="forward KL",
+        eval_every=eval_every if test_data is not None else None, progress=progress, desc=desc,
         loss_name="train NLL", eval_name="test NLL",
     )
 
@@ -208,6 +210,7 @@ def fit_reverse_kl(
     eval_fn: Callable[[], float | Tensor] | None = None,
     eval_every: int | None = None,
     progress: bool = True,
+    desc: str = "reverse KL",
 ) -> History:
     r"""Reverse KL: minimize :math:`E_{z\sim p}[\log q_\theta(g(z)) - \log\tilde\pi(g(z))]`.
 
@@ -215,7 +218,7 @@ def fit_reverse_kl(
     unnormalized :math:`\log\tilde\pi` (``Energy.log_unnormalized``). Each step pushes
     ``batch_size`` fresh base samples through :math:`g` (reparameterized, so gradients flow
     through the samples). The loss is :math:`KL(q_\theta\|\pi) - \log Z`; add ``log Z`` to read
-    it in nats (``targets.reverse_kl_to_truth``).
+    it in nats (``targets.reverse_kl_to_truth``). ``desc`` labels the progress bar.
     """
     batch_size = check_count(batch_size, "batch_size")
 
@@ -225,5 +228,5 @@ def fit_reverse_kl(
 
     return fit(
         loss_fn, model, steps, lr=lr, seed=seed, clip_grad_norm=clip_grad_norm, eval_fn=eval_fn,
-        eval_every=eval_every, progress=progress, desc="reverse KL", loss_name="KL - log Z",
+        eval_every=eval_every, progress=progress, desc=desc, loss_name="KL - log Z",
     )

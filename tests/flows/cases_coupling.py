@@ -1,8 +1,8 @@
-"""Cases for ``AffineCoupling``: every mask type, float64, randomized conditioner weights.
+"""Cases for ``AffineCoupling``: every mask type and both clamps, float64, randomized conditioner weights.
 
 The default conditioner's last layer is zero (a fresh layer is the identity), which would make
 every check trivial; so every parameter is redrawn from the seed. The scale of the redraw makes
-the raw log-scale exceed ``scale_bound`` on some entries (the soft clamp bends there), which
+the raw log-scale exceed ``scale_bound`` on some entries (the clamp bends there), which
 ``test_coupling.py`` asserts.
 """
 
@@ -29,9 +29,10 @@ def randomize(module: torch.nn.Module, generator: torch.Generator, gain: float =
     return module
 
 
-def make_coupling(mask: torch.Tensor, seed: int, batch: int = 4) -> tuple[AffineCoupling, torch.Tensor]:
+def make_coupling(mask: torch.Tensor, seed: int, batch: int = 4, clamp: str = "soft") -> tuple[
+        AffineCoupling, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    f = AffineCoupling(mask, hidden=8, scale_bound=SCALE_BOUND).double()
+    f = AffineCoupling(mask, hidden=8, scale_bound=SCALE_BOUND, clamp=clamp).double()
     randomize(f, g)
     return f, torch.randn((batch, *mask.shape), generator=g, dtype=D64)
 
@@ -44,6 +45,8 @@ MASKS = {
 }
 
 CASES = [
-    Case(f"AffineCoupling-{name}", AffineCoupling, lambda s, mask=mask: make_coupling(mask(), s))
+    Case(f"AffineCoupling-{name}-{clamp}", AffineCoupling,
+         lambda s, mask=mask, clamp=clamp: make_coupling(mask(), s, clamp=clamp))
     for name, mask in MASKS.items()
+    for clamp in ("soft", "tanh")
 ]

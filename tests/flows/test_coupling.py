@@ -1,5 +1,5 @@
 """Coupling-specific checks: masks, the triangular Jacobian, an independent log-det reference,
-the identity at initialization, the soft clamp, and the realnvp builder.
+the identity at initialization, both clamps, and the realnvp builder.
 
 The generic log-det / inverse / Compose checks run from ``cases_coupling.py`` in ``test_all_flows.py``.
 """
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dgm_course.flows import (
+    CLAMPS,
     AffineCoupling,
     ConvNet,
     FlowModel,
@@ -88,12 +89,15 @@ def test_bad_mask_arguments_raise(call, match):
 # --- the Jacobian is triangular, with an independent reference for the log-det ----------------
 
 
+# the two clamps written again from their formulas, independently of the library's functions
+CLAMP_FORMULAS = {"soft": lambda s, a: s / (1 + s.abs() / a), "tanh": lambda s, a: a * torch.tanh(s / a)}
+
+
 def _reference(f: AffineCoupling, x: torch.Tensor):
     """z and log-det written straight from the paper's formula, with the layer's conditioner."""
     m = f.mask
     s_raw, t = f.conditioner(m * x).chunk(2, dim=1)
-    a = f.scale_bound
-    s = a * torch.tanh(s_raw / a)
+    s = CLAMP_FORMULAS[f.clamp](s_raw, f.scale_bound)
     z = m * x + (1 - m) * (x * torch.exp(s) + t)
     return z, ((1 - m) * s).flatten(1).sum(1), s_raw
 
@@ -116,8 +120,7 @@ def test_jacobian_is_triangular_in_the_permuted_order(case):
     assert (J_tp.abs() > 1e-3).any()
     # diagonal = exp(s) of the independent reference, so log-det = sum of log of the diagonal
     _, ref_log_det, s_raw = _reference(f, x)
-    a = f.scale_bound
-    s_t = (a * torch.tanh(s_raw / a)).flatten(1)[:, T]
+    s_t = CLAMP_FORMULAS[f.clamp](s_raw, f.scale_bound).flatten(1)[:, T]
     # 1e-12: a few float64 roundings of exp(s) with |s| <= 1
     assert_close(torch.diagonal(J_tt, dim1=1, dim2=2), torch.exp(s_t), atol=1e-12, what="diag of J")
 
@@ -127,7 +130,7 @@ def test_forward_and_log_det_match_the_formula(case):
     f, x = case.make(1)
     z, log_det = f(x)
     ref_z, ref_log_det, s_raw = _reference(f, x)
-    # the soft clamp is really exercised: some raw log-scales of transformed entries exceed it
+    # the clamp is really exercised: some raw log-scales of transformed entries exceed it
     assert (s_raw.abs() * (1 - f.mask) > SCALE_BOUND).any()
     # 1e-12: same operations in a different order, float64, values O(10)
     assert_close(z, ref_z, atol=1e-12, what="z vs formula")
@@ -137,7 +140,7 @@ def test_forward_and_log_det_match_the_formula(case):
     assert_close(inv_log_det, -ref_log_det, atol=1e-12, what="inverse log_det vs -sum of s")
 
 
-# --- initialization and the soft clamp ---------------------------------------------------------
+# --- initialization and the clamps ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -157,10 +160,11 @@ def test_fresh_layer_is_the_identity(mask):
     assert f.conditioner[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("clamp", ["soft", "tanh"])
 @pytest.mark.parametrize("mask", [alternating_mask(6), checkerboard_mask(2, 4, 4)], ids=["vector", "image"])
-def test_log_scale_is_bounded_and_float32_finite_for_huge_conditioner_outputs(mask):
+def test_log_scale_is_bounded_and_float32_finite_for_huge_conditioner_outputs(mask, clamp):
     g = torch.Generator().manual_seed(0)
-    f = randomize(AffineCoupling(mask, hidden=8, scale_bound=2.0), g)
+    f = randomize(AffineCoupling(mask, hidden=8, scale_bound=2.0, clamp=clamp), g)
     with torch.no_grad():
         f.conditioner[-1].weight.mul_(1e6)
         f.conditioner[-1].bias.mul_(1e6)
@@ -177,15 +181,16 @@ def test_log_scale_is_bounded_and_float32_finite_for_huge_conditioner_outputs(ma
     assert torch.isfinite(x_rec).all() and torch.equal(inv_log_det, -log_det)
 
 
-def test_clamp_allows_expansion_and_contraction():
-    # a sigmoid scale in (0, 1) would only contract; the soft clamp must allow both signs of s
-    f = AffineCoupling(alternating_mask(2), hidden=4, scale_bound=2.0)
+@pytest.mark.parametrize("clamp, expected", [("soft", 1 / 1.5), ("tanh", 2.0 * math.tanh(0.5))])
+def test_clamp_allows_expansion_and_contraction(clamp, expected):
+    # a sigmoid scale in (0, 1) would only contract; the clamp must allow both signs of s:
+    # s_raw = 1 with a = 2 gives 1 / (1 + 1/2) (soft) or 2 tanh(1/2) (tanh)
+    f = AffineCoupling(alternating_mask(2), hidden=4, scale_bound=2.0, clamp=clamp)
     with torch.no_grad():
         f.conditioner[-1].bias.copy_(torch.tensor([0.0, 1.0, 0.0, 0.0]))  # s_raw = +1 on entry 1
         _, up = f(torch.zeros(1, 2))
         f.conditioner[-1].bias.copy_(torch.tensor([0.0, -1.0, 0.0, 0.0]))
         _, down = f(torch.zeros(1, 2))
-    expected = 2.0 * math.tanh(0.5)
     assert_close(up, torch.tensor([expected]), atol=1e-6, what="expansion")
     assert_close(down, torch.tensor([-expected]), atol=1e-6, what="contraction")
 
@@ -246,6 +251,7 @@ def test_bad_input_raises_value_error_naming_the_expected_shape():
         (dict(mask=torch.ones(3)), "both"),
         (dict(mask=alternating_mask(3), scale_bound=0.0), "scale_bound"),
         (dict(mask=alternating_mask(3), scale_bound=math.inf), "scale_bound"),
+        (dict(mask=alternating_mask(3), clamp="sigmoid"), "clamp must be one of"),
     ],
 )
 def test_bad_layer_arguments_raise(kwargs, match):
@@ -261,3 +267,24 @@ def test_bad_conditioner_output_and_builder_arguments_raise():
         realnvp(2, mask="checkerboard")
     with pytest.raises(ValueError, match="n_layers"):
         realnvp(2, n_layers=0)
+    with pytest.raises(ValueError, match="clamp must be one of"):
+        realnvp(2, clamp="hard")
+
+
+@pytest.mark.parametrize("name", sorted(CLAMPS))
+def test_clamps_are_odd_increasing_bounded_with_slope_one_at_zero(name):
+    clamp, a = CLAMPS[name], 1.5
+    s = torch.linspace(-12, 12, 4801, dtype=D64, requires_grad=True)  # tanh(12 / a) < 1 still, in float64
+    c = clamp(s, a)
+    assert_close(c, CLAMP_FORMULAS[name](s, a), atol=1e-15, what=f"{name} clamp vs its formula")
+    assert torch.equal(clamp(-s, a), -c)  # odd, so s~ = 0 is the identity's log-scale 0
+    (slope,) = torch.autograd.grad(c.sum(), s)
+    assert (slope > 0).all() and (c.abs() < a).all()  # increasing, inside (-a, a)
+    assert abs(slope[2400].item() - 1.0) < 1e-12  # slope 1 at 0: the raw output is the log-scale near 0
+    assert c[-1].item() > 0.85 * a  # and it comes close to the bound (soft: 12 / (1 + 8) = 0.89 a)
+
+
+def test_default_clamp_is_soft_and_realnvp_passes_the_choice_on():
+    assert AffineCoupling(alternating_mask(2)).clamp == "soft"
+    assert {layer.clamp for layer in realnvp(2, n_layers=3).flows} == {"soft"}
+    assert {layer.clamp for layer in realnvp(2, n_layers=3, clamp="tanh").flows} == {"tanh"}
