@@ -55,7 +55,7 @@ WRONG = {
         "return 1 - m if parity else m")),
     "the pass-through entry x1 was transformed too": ("coupling_forward", _coupling(
         "s = a * torch.tanh(s_raw / a)\nreturn x * torch.exp(s) + t, (s * (1 - mask)).reshape(len(x), -1).sum(1)")),
-    "the soft clamp s = a tanh(s~ / a) is missing": ("coupling_forward", _coupling(
+    "the clamp s = a tanh(s~ / a) is missing": ("coupling_forward", _coupling(
         "s, t = s_raw * (1 - mask), t * (1 - mask)\nreturn x * torch.exp(s) + t, s.reshape(len(x), -1).sum(1)")),
     "the log-det sums s over the pass-through entries too": ("coupling_forward", _coupling(
         CLAMPED + "return x * torch.exp(s) + t, (a * torch.tanh(s_raw / a)).reshape(len(x), -1).sum(1)")),

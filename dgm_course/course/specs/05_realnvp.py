@@ -5,7 +5,7 @@ drawn from the grading seed, so a mask right only on the notebook's examples fai
 
 The coupling layer is checked on conditioners the grader draws: a one-hidden-layer tanh MLP on
 vectors (its weights large enough that :math:`|\\tilde s|` often exceeds the clamp ``a``, so a
-missing soft clamp shows) and a 3x3 convolution on images, with a random binary mask (not only
+missing clamp shows) and a 3x3 convolution on images, with a random binary mask (not only
 the notebook's patterns) for vectors and a checkerboard for images. Every expected value is
 computed in the grader, in float64: outputs by the reference ``AffineCoupling`` wrapped around
 the same conditioner, log-dets by ``jacobian_log_det`` of the *reference* map, so the identity
@@ -31,7 +31,7 @@ MASKS = ("half_mask", "alternating_mask", "checkerboard_mask", "channel_mask")
 COUPLING_TASKS = ("coupling_forward", "coupling_inverse")
 LIBRARY_MASKS = tuple(f"dgm_course.flows.coupling.{name}" for name in MASKS)
 LIBRARY_COUPLING = ("dgm_course.flows.coupling.AffineCoupling", "dgm_course.flows.coupling.realnvp",
-                    "dgm_course.flows.glow")
+                    "dgm_course.flows.coupling.tanh_clamp", "dgm_course.flows.glow")
 
 
 
@@ -133,8 +133,9 @@ def _conditioners(inputs: dict):
 def _references(inputs: dict) -> tuple[AffineCoupling, AffineCoupling]:
     mlp, conv = _conditioners(inputs)
     a = float(inputs["a"])
-    vector = AffineCoupling(f64(inputs["mask"]), conditioner=mlp, scale_bound=a).double()
-    image = AffineCoupling(f64(inputs["mask_img"]), conditioner=conv, scale_bound=a).double()
+    # the notebook's tasks are the paper's layer, with the tanh clamp (the library's default is the soft one)
+    vector = AffineCoupling(f64(inputs["mask"]), conditioner=mlp, scale_bound=a, clamp="tanh").double()
+    image = AffineCoupling(f64(inputs["mask_img"]), conditioner=conv, scale_bound=a, clamp="tanh").double()
     return vector, image
 
 
