@@ -3,16 +3,22 @@ r"""Quality against the truth and time per training step, for our library and it
 - **Forward KL** (``targets.DENSITIES``): a RealNVP fitted by maximum likelihood to exact samples
   of a density with a known normalized :math:`\log\pi`; measured as :math:`KL(\pi\|p) = NLL -
   H(\pi)` on held-out samples (``targets.kl_to_truth``, paired standard error).
-- **Reverse KL** (``targets.ENERGIES``): a planar flow, and the same RealNVP, fitted to
+- **Reverse KL** (``targets.ENERGIES``): a planar flow, and a RealNVP (fewer couplings), fitted to
   :math:`e^{-U}`; measured as :math:`KL(q\|\pi)` with :math:`\log Z` by quadrature
   (``targets.reverse_kl_to_truth``).
 
 Fairness: every library trains the same architecture (:mod:`benchmarks.peers`) with the same loop,
-the loop of ``dgm_course.train.fit`` (Adam, same learning rate and step budget, each model's own
-generator seeded alike, so all see the same minibatches or base samples). The models train
-*round robin*, one step each in turn, in a rotating order, so a change in the machine's load
+the loop of ``dgm_course.train.fit`` (Adam, same learning rate, schedule and step budget, each
+model's own generator seeded alike, so all see the same minibatches or base samples). The models
+train *round robin*, one step each in turn, in a rotating order, so a change in the machine's load
 hits every library alike; a step's time is the wall time of its loss, backward pass and update,
 and a library's time is the median over its steps.
+
+Seeds: one fit is one *training seed* (the initial parameters, and the minibatches or base
+samples); the data and the evaluation points are drawn once, under ``Budget.seed``, and are the
+same for every training seed and library. A row of the report is the mean over
+``Budget.seeds`` with its standard error (:func:`summarize`), so a gap between libraries is
+measured against the spread of training, not against evaluation noise alone.
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ from dgm_course.targets import Energy, KnownDensity, get_density, get_energy, kl
 
 from .peers import LIBRARIES, NoSuchLayer, Unavailable, planar_model, realnvp_model
 
-__all__ = ["Budget", "FULL", "QUICK", "FitResult", "round_robin", "density_data", "nll_loss", "reverse_kl_loss",
-           "forward_kl", "reverse_kl"]
+__all__ = ["Budget", "FULL", "QUICK", "FitResult", "Summary", "learning_rate", "round_robin", "density_data",
+           "nll_loss", "reverse_kl_loss", "forward_kl", "reverse_kl", "summarize"]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Step budgets and sizes of the fits (the same for every library)."""
+    """Step budgets, schedule and sizes of the fits (the same for every library)."""
 
     forward_steps: int
     reverse_steps: int
@@ -46,42 +52,82 @@ class Budget:
     batch_size: int = 256
     realnvp_lr: float = 2e-3
     planar_lr: float = 1e-2  # a planar flow moves slowly at the RealNVP's rate (measured on U1-U4)
-    realnvp_layers: int = 6
+    schedule: str = "cosine"  # "cosine": the learning rate falls to 0 along half a cosine; or "constant"
+    forward_layers: int = 6  # couplings of the forward-KL RealNVP
+    reverse_layers: int = 6  # couplings of the reverse-KL RealNVP
     hidden: int = 64
     planar_K: int = 32
-    seed: int = 0
+    seed: int = 0  # the data and evaluation points, the same for every training seed
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # training seeds: initial parameters, minibatches or base samples
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.seeds:
+            raise ValueError("a budget needs at least one training seed")
 
 
-FULL = Budget(forward_steps=3000, reverse_steps=2000, n_train=20_000, n_eval=20_000)
-QUICK = Budget(forward_steps=60, reverse_steps=60, n_train=2_000, n_eval=2_000)
+SCHEDULES = ("cosine", "constant")
+# Forward KL: 16 couplings and 5000 cosine steps, what 8 Gaussians needs to come within 0.05 nats
+# (6 couplings and 3000 constant steps left it at 0.14-0.17; 12 couplings and 6000 steps at 0.044-0.061
+# over seeds 0-3). Reverse KL: the 6 couplings and 2000 steps that already fit U1-U4 within the peers.
+FULL = Budget(forward_steps=5000, reverse_steps=2000, n_train=20_000, n_eval=20_000, forward_layers=16)
+QUICK = Budget(forward_steps=60, reverse_steps=60, n_train=2_000, n_eval=2_000, seeds=(0, 1))
 
 
 @dataclass
 class FitResult:
-    """One library on one target. ``note`` says why a number is missing (or how a fit ended)."""
+    """One library on one target, one training seed. ``note`` says why a number is missing (or how a fit ended)."""
 
     kind: str  # "forward KL" or "reverse KL"
     target: str
     library: str
     architecture: str
+    seed: int = 0
     kl: float = math.nan
-    stderr: float = math.nan
+    stderr: float = math.nan  # evaluation noise of this KL
     step_ms: float = math.nan  # median wall time of one training step
     ratio: float = math.nan  # step_ms / ours' step_ms, measured in the same round robin
     note: str = ""
 
 
+@dataclass
+class Summary:
+    """One library on one target over the training seeds: what a row of the report shows."""
+
+    kind: str
+    target: str
+    library: str
+    architecture: str
+    seeds: tuple[int, ...]  # the seeds with a KL
+    kls: tuple[float, ...]  # their KLs, in seed order
+    kl: float = math.nan  # mean over the seeds
+    stderr: float = math.nan  # standard error of that mean: sd over seeds / sqrt(n)
+    worst: float = math.nan  # the largest KL over the seeds
+    step_ms: float = math.nan  # median over the seeds of each fit's median step
+    ratio: float = math.nan  # mean over the seeds of the step-time ratio to ours
+    note: str = ""  # why seeds are missing, if any are
+
+
 LossFn = Callable[[nn.Module, torch.Generator], Tensor]
 
 
-def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: float, seed: int) -> tuple[
-        dict[str, list[float]], dict[str, str]]:
+def learning_rate(lr: float, step: int, steps: int, schedule: str) -> float:
+    """The learning rate of the 1-based ``step`` of ``steps``: ``lr`` throughout (``"constant"``), or
+    from ``lr`` down towards 0 along half a cosine (``"cosine"``, notebook 05's ``cosine_lr``)."""
+    if schedule == "constant":
+        return lr
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
+
+
+def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: float, seed: int,
+                schedule: str = "constant") -> tuple[dict[str, list[float]], dict[str, str]]:
     """Train ``models`` one step each in turn; return each one's step times (s) and why any stopped.
 
     Each model's step is ``dgm_course.train.fit``'s: ``loss_fn(model, generator)`` on its own
     generator seeded with ``seed``, a stop before the update on a non-finite loss, then
-    ``zero_grad``, backward and an Adam step at ``lr``. A model that stops is reported, not
-    dropped: its reason names the step.
+    ``zero_grad``, backward and an Adam step at :func:`learning_rate`. A model that stops is
+    reported, not dropped: its reason names the step.
     """
     names = list(models)
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
@@ -89,6 +135,7 @@ def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: f
     times: dict[str, list[float]] = {name: [] for name in names}
     stopped: dict[str, str] = {}
     for step in range(1, steps + 1):
+        step_lr = learning_rate(lr, step, steps, schedule)
         k = step % len(names)
         for name in names[k:] + names[:k]:  # rotate who goes first
             if name in stopped:
@@ -100,6 +147,8 @@ def round_robin(models: dict[str, nn.Module], loss_fn: LossFn, steps: int, lr: f
                 if not math.isfinite(value):
                     stopped[name] = f"stopped: loss {value} at step {step}"
                     continue
+                for group in optimizers[name].param_groups:
+                    group["lr"] = step_lr
                 optimizers[name].zero_grad(set_to_none=True)
                 loss.backward()
                 optimizers[name].step()
@@ -178,31 +227,34 @@ def reverse_kl_loss(energy: Energy, batch_size: int) -> LossFn:
     return loss
 
 
-def _realnvp_name(b: Budget) -> str:
-    return f"RealNVP {b.realnvp_layers}x MLP(2x{b.hidden})"
+def _realnvp_name(b: Budget, layers: int) -> str:
+    return f"RealNVP {layers}x MLP(2x{b.hidden})"
 
 
-def _realnvp_maker(b: Budget) -> Callable[[str], nn.Module]:
-    return partial(realnvp_model, n_layers=b.realnvp_layers, hidden=b.hidden, seed=b.seed)
+def _realnvp_maker(b: Budget, layers: int, seed: int) -> Callable[[str], nn.Module]:
+    return partial(realnvp_model, n_layers=layers, hidden=b.hidden, seed=seed)
 
 
-def forward_kl(name: str, budget: Budget, log: Callable[[str], None] = print) -> list[FitResult]:
-    """RealNVPs of every library fitted to the known density ``name``; KL(pi || p) in nats."""
+def forward_kl(name: str, budget: Budget, seed: int = 0, log: Callable[[str], None] = print) -> list[FitResult]:
+    """RealNVPs of every library fitted to the known density ``name`` with training seed ``seed``;
+    KL(pi || p) in nats."""
     b = budget
     target, train, test = density_data(name, b)
-    arch = _realnvp_name(b)
-    results = {lib: FitResult("forward KL", name, lib, arch) for lib in LIBRARIES}
-    models = _build(_realnvp_maker(b), results)
-    log(f"forward KL on {name}: {', '.join(models)} round robin, {b.forward_steps} steps")
-    times, stopped = round_robin(models, nll_loss(train, b.batch_size), b.forward_steps, b.realnvp_lr, b.seed)
+    arch = _realnvp_name(b, b.forward_layers)
+    results = {lib: FitResult("forward KL", name, lib, arch, seed) for lib in LIBRARIES}
+    models = _build(_realnvp_maker(b, b.forward_layers, seed), results)
+    log(f"forward KL on {name}, seed {seed}: {', '.join(models)} round robin, {b.forward_steps} steps")
+    times, stopped = round_robin(models, nll_loss(train, b.batch_size), b.forward_steps, b.realnvp_lr, seed,
+                                 b.schedule)
     _time_columns(results, times, stopped)
     _measure(results, models, stopped, lambda model: kl_to_truth(model.log_prob, target, test))
     return list(results.values())
 
 
-def reverse_kl(name: str, budget: Budget, architecture: str = "planar",
+def reverse_kl(name: str, budget: Budget, architecture: str = "planar", seed: int = 0,
                log: Callable[[str], None] = print) -> list[FitResult]:
-    """Flows of every library fitted to exp(-U) of the energy ``name``; KL(q || pi) in nats.
+    """Flows of every library fitted to exp(-U) of the energy ``name`` with training seed ``seed``;
+    KL(q || pi) in nats.
 
     ``architecture`` is ``"planar"`` (K planar layers, the lecture's reverse-KL flow) or
     ``"realnvp"`` (the forward-KL RealNVP, sampled through its closed-form inverse).
@@ -211,17 +263,46 @@ def reverse_kl(name: str, budget: Budget, architecture: str = "planar",
     b = budget
     if architecture == "planar":
         arch, lr = f"Planar K={b.planar_K}", b.planar_lr
-        make = partial(planar_model, K=b.planar_K, seed=b.seed)
+        make = partial(planar_model, K=b.planar_K, seed=seed)
     elif architecture == "realnvp":
-        arch, lr = _realnvp_name(b), b.realnvp_lr
-        make = _realnvp_maker(b)
+        arch, lr = _realnvp_name(b, b.reverse_layers), b.realnvp_lr
+        make = _realnvp_maker(b, b.reverse_layers, seed)
     else:
         raise ValueError(f"architecture must be 'planar' or 'realnvp', got {architecture!r}")
-    results = {lib: FitResult("reverse KL", name, lib, arch) for lib in LIBRARIES}
+    results = {lib: FitResult("reverse KL", name, lib, arch, seed) for lib in LIBRARIES}
     models = _build(make, results)
 
-    log(f"reverse KL on {name}, {arch}: {', '.join(models)} round robin, {b.reverse_steps} steps")
-    times, stopped = round_robin(models, reverse_kl_loss(energy, b.batch_size), b.reverse_steps, lr, b.seed)
+    log(f"reverse KL on {name}, {arch}, seed {seed}: {', '.join(models)} round robin, {b.reverse_steps} steps")
+    times, stopped = round_robin(models, reverse_kl_loss(energy, b.batch_size), b.reverse_steps, lr, seed,
+                                 b.schedule)
     _time_columns(results, times, stopped)
     _measure(results, models, stopped, lambda model: reverse_kl_to_truth(model, energy, b.n_eval, b.seed + 1))
     return list(results.values())
+
+
+def summarize(results: list[FitResult]) -> list[Summary]:
+    """One :class:`Summary` per (fit, library), in the order of ``results``: the mean KL over the
+    training seeds with its standard error (sd / sqrt(n); nan for one seed), the worst seed, the
+    median step time and the mean time ratio. A seed without a KL is left out and named in the note."""
+    groups: dict[tuple, list[FitResult]] = {}
+    for r in results:
+        groups.setdefault((r.kind, r.architecture, r.target, r.library), []).append(r)
+    summaries = []
+    for (kind, arch, target, library), rows in groups.items():
+        rows = sorted(rows, key=lambda r: r.seed)
+        done = [r for r in rows if math.isfinite(r.kl)]
+        kls = tuple(r.kl for r in done)
+        failed = [r for r in rows if not math.isfinite(r.kl)]
+        note = "; ".join(dict.fromkeys(r.note for r in failed if r.note))
+        if failed and done:
+            note = f"{len(failed)} of {len(rows)} seeds without a KL: {note}"
+        s = Summary(kind, target, library, arch, tuple(r.seed for r in done), kls, note=note)
+        if kls:
+            s.kl, s.worst = statistics.fmean(kls), max(kls)
+            s.stderr = statistics.stdev(kls) / math.sqrt(len(kls)) if len(kls) > 1 else math.nan
+        steps = [r.step_ms for r in rows if math.isfinite(r.step_ms)]
+        ratios = [r.ratio for r in rows if math.isfinite(r.ratio)]
+        s.step_ms = statistics.median(steps) if steps else math.nan
+        s.ratio = statistics.fmean(ratios) if ratios else math.nan
+        summaries.append(s)
+    return summaries

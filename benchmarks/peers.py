@@ -38,10 +38,10 @@ PEERS = ("zuko", "nflows", "normflows")
 LIBRARIES = ("ours", *PEERS)
 
 NOTES = {
-    "ours": "dgm_course: one conditioner per layer outputs (s, t); log-scale clamp a tanh(s/a).",
-    "zuko": "zuko RealNVP: same MLP; its log-scale clamp s/(1+|s|/a) (MonotonicAffineTransform, "
-            "slope=e^-a) has the same bound a but another shape; the conditioner sees the pass-through half "
-            "only. No planar layer.",
+    "ours": "dgm_course: one conditioner per layer, on m*x, outputs (s, t); log-scale clamp s/(1+|s|/a) "
+            "(soft_clamp, the default since benchmarks/ABLATION.md measured it against a tanh(s/a)).",
+    "zuko": "zuko RealNVP: same MLP and the same clamp s/(1+|s|/a) (MonotonicAffineTransform, slope=e^-a); "
+            "the conditioner sees the pass-through half only. No planar layer.",
     "nflows": "nflows AffineCouplingTransform: its scale is sigmoid(s+2)+1e-3, which can only contract in "
               "the data-to-noise direction (no option to change it); same MLP otherwise. No planar layer.",
     "normflows": "normflows MaskedAffineFlow (its RealNVP): separate s and t networks, each the same MLP "
@@ -146,14 +146,16 @@ def _zero_(linear: nn.Linear) -> None:
 
 
 def realnvp_model(library: str, n_layers: int = 6, hidden: int = 64, depth: int = 2, scale_bound: float = 2.0,
-                  seed: int = 0) -> nn.Module:
-    """A RealNVP on 2D points built with ``library``, its parameters drawn under ``seed``."""
+                  seed: int = 0, clamp: str = "soft") -> nn.Module:
+    """A RealNVP on 2D points built with ``library``, its parameters drawn under ``seed``
+    (``clamp``: our log-scale clamp, ``"soft"`` or ``"tanh"``; the peers have their own)."""
     torch.manual_seed(seed)
     widths = [hidden] * depth
     if library == "ours":
         if depth != 2:
             raise ValueError("realnvp() builds depth-2 conditioners")
-        return _Ours(StandardNormal((2,)), realnvp(2, n_layers=n_layers, hidden=hidden, scale_bound=scale_bound))
+        flow = realnvp(2, n_layers=n_layers, hidden=hidden, scale_bound=scale_bound, clamp=clamp)
+        return _Ours(StandardNormal((2,)), flow)
 
     if library == "zuko":
         zuko = _import("zuko")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from .cost import JacobianCheck, LinearCost
 from .course import NotebookTiming
-from .fits import FitResult
+from .fits import Summary
 from .peers import LIBRARIES, NOTES, PEERS
 
-__all__ = ["GOAL_NATS", "machine", "fits_table", "cost_table", "course_table", "plot_fits", "plot_costs"]
+__all__ = ["GOAL_NATS", "machine", "paired", "fits_table", "cost_table", "course_table", "plot_fits", "plot_costs"]
 
 GOAL_NATS = 0.05  # our goal: KL to the truth within the step budget, on every target
 
@@ -44,26 +45,41 @@ def _md(header: Sequence[str], rows: list[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _kl(r: FitResult) -> str:
-    if math.isnan(r.kl):
-        return r.note or "-"
-    return f"{r.kl:.3f} ± {r.stderr:.3f}"
+def _kl(s: Summary) -> str:
+    if math.isnan(s.kl):
+        return s.note or "-"
+    text = f"{s.kl:.3f}" + ("" if math.isnan(s.stderr) else f" ± {s.stderr:.3f}")
+    return text + (f" ({s.note})" if s.note else "")
 
 
-def fits_table(results: list[FitResult], versions: dict[str, str]) -> str:
-    """One row per target: each library's KL (nats ± standard error) and step time as a ratio to ours."""
-    header = ["fit", "target", "ours KL", f"<= {GOAL_NATS}", "ours ms/step"]
+def paired(peer: Summary, ours: Summary) -> str:
+    """The peer's KL minus ours seed by seed, over the seeds both have: mean ± standard error, and
+    on how many seeds the peer is lower."""
+    ours_by_seed = dict(zip(ours.seeds, ours.kls))
+    diffs = [kl - ours_by_seed[seed] for seed, kl in zip(peer.seeds, peer.kls) if seed in ours_by_seed]
+    if not diffs:
+        return "no common seed"
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    lower = sum(d < 0 for d in diffs)
+    return (f"{peer.library} minus ours {statistics.fmean(diffs):+.3f} ± {se:.3f}, "
+            f"lower on {lower} of {len(diffs)} seeds")
+
+
+def fits_table(summaries: list[Summary], versions: dict[str, str]) -> str:
+    """One row per fit: our mean KL over the seeds (± standard error), our worst seed, whether the mean
+    meets the goal, our step time, and each peer's mean KL and step time as a ratio to ours."""
+    header = ["fit", "target", "ours KL", "ours worst seed", f"<= {GOAL_NATS}", "ours ms/step"]
     for peer in PEERS:
         header += [f"{peer} KL", f"{peer} time/ours"]
     rows = []
-    for key in dict.fromkeys((r.kind, r.architecture, r.target) for r in results):
-        by_lib = {r.library: r for r in results if (r.kind, r.architecture, r.target) == key}
+    for key in dict.fromkeys((s.kind, s.architecture, s.target) for s in summaries):
+        by_lib = {s.library: s for s in summaries if (s.kind, s.architecture, s.target) == key}
         ours = by_lib["ours"]
-        row = [f"{ours.kind}, {ours.architecture}", ours.target, _kl(ours),
+        row = [f"{ours.kind}, {ours.architecture}", ours.target, _kl(ours), f"{ours.worst:.3f}",
                "yes" if ours.kl <= GOAL_NATS else "no", f"{ours.step_ms:.2f}"]
         for peer in PEERS:
-            r = by_lib[peer]
-            row += [_kl(r), "-" if math.isnan(r.ratio) else f"{r.ratio:.2f}x"]
+            s = by_lib[peer]
+            row += [_kl(s), "-" if math.isnan(s.ratio) else f"{s.ratio:.2f}x"]
         rows.append(row)
     notes = [f"- **{lib}** {versions.get(lib, '')}: {NOTES[lib]}" for lib in LIBRARIES]
     return _md(header, rows) + "\n\n" + "\n".join(notes)
@@ -98,25 +114,31 @@ def course_table(timings: list[NotebookTiming]) -> str:
     return _md(header, rows)
 
 
-def plot_fits(results: list[FitResult], path: Path) -> None:
-    """KL to the truth per fit and library (log scale), with the goal as a line; no bar: no result."""
+def plot_fits(summaries: list[Summary], path: Path) -> None:
+    """Mean KL to the truth per fit and library over the seeds (log scale), each seed a dot, the goal
+    as a line; no bar: no result."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    keys = list(dict.fromkeys((r.kind, r.architecture, r.target) for r in results))
+    keys = list(dict.fromkeys((s.kind, s.architecture, s.target) for s in summaries))
     fig, ax = plt.subplots(figsize=(12, 3.8))
     width = 0.8 / len(LIBRARIES)
     for i, lib in enumerate(LIBRARIES):
-        kl = [next((r.kl for r in results if (r.kind, r.architecture, r.target) == k and r.library == lib), math.nan)
-              for k in keys]
-        ax.bar(np.arange(len(keys)) + (i - (len(LIBRARIES) - 1) / 2) * width, kl, width, label=lib)
+        x = np.arange(len(keys)) + (i - (len(LIBRARIES) - 1) / 2) * width
+        rows = [next((s for s in summaries if (s.kind, s.architecture, s.target) == k and s.library == lib), None)
+                for k in keys]
+        ax.bar(x, [s.kl if s else math.nan for s in rows], width, label=lib)
+        for xi, s in zip(x, rows):
+            if s and s.kls:
+                ax.plot([xi] * len(s.kls), s.kls, ".", color="k", ms=2.5, alpha=0.6)
     ax.axhline(GOAL_NATS, color="k", ls="--", lw=1, label=f"goal {GOAL_NATS} nats")
-    labels = [f"{target}\n{'fwd' if kind.startswith('forward') else 'rev'} {arch.split()[0]}" for kind, arch, target in keys]
+    labels = [f"{target}\n{'fwd' if kind.startswith('forward') else 'rev'} {arch.split()[0]}"
+              for kind, arch, target in keys]
     ax.set_xticks(np.arange(len(keys)), labels, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("KL to the truth (nats)")
-    ax.set_title("KL to the truth after the same step budget (no bar: not installed, no such layer, or diverged)",
-                 fontsize=10)
+    ax.set_title("KL to the truth after the same step budget: mean over the training seeds, dots: each seed "
+                 "(no bar: not installed, no such layer, or diverged)", fontsize=10)
     ax.legend(fontsize=8, ncol=5)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
